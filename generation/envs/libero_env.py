@@ -1,0 +1,244 @@
+"""A gymnasium-style wrapper around one LIBERO task.
+
+Observations are the schema's vectors (``state``: eef pos, eef axis-angle, gripper qpos;
+``env_state``: object poses and articulated joint positions, zero-padded) plus, when cameras
+are asked for, upright uint8 images. ``terminated`` is task success (LIBERO's goal predicates);
+``truncated`` is our own horizon, because LIBERO's horizon never sets ``done``.
+
+Two rendering modes:
+- ``fast``: the cameras asked for only, MSAA off, and no simulator rebuild on reset.
+- ``faithful``: LIBERO's defaults (MSAA on, hard reset on every ``reset``).
+Physics is the same in both, so an episode (init state + actions) replays identically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from generation.data.schema import ACTION_DIM, ENV_STATE_DIM
+from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, get_task, init_states
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+log = logging.getLogger(__name__)
+
+CAMERAS = {"agentview": "image", "robot0_eye_in_hand": "wrist_image"}
+SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
+RENDER_MODES = ("fast", "faithful")
+
+
+@dataclass
+class EnvConfig:
+    """How to build a :class:`LiberoEnv`.
+
+    cameras: which cameras to render (empty: state only, the fastest).
+    image_size: square image side in pixels.
+    render_mode: ``fast`` or ``faithful`` (see module docstring).
+    horizon: steps before truncation; ``None`` takes the suite's default.
+    settle_steps: no-op steps after setting the init state, so objects come to rest.
+    """
+
+    cameras: tuple[str, ...] = ()
+    image_size: int = 128
+    render_mode: str = "fast"
+    horizon: int | None = None
+    settle_steps: int = 10
+    env_state_dim: int = ENV_STATE_DIM
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.cameras = tuple(self.cameras)
+        bad = [c for c in self.cameras if c not in CAMERAS]
+        if bad:
+            raise ValueError(f"unknown camera(s) {bad}; valid: {list(CAMERAS)}")
+        if self.render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {self.render_mode!r}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+
+
+def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
+    """robosuite's (x, y, z, w) quaternion to an axis-angle vector, as in LIBERO datasets."""
+    q = np.asarray(quat_xyzw, dtype=np.float64).copy()
+    q[3] = np.clip(q[3], -1.0, 1.0)
+    den = math.sqrt(max(1.0 - q[3] * q[3], 0.0))
+    if den < 1e-8:
+        return np.zeros(3)
+    return q[:3] * 2.0 * math.acos(q[3]) / den
+
+
+class LiberoEnv:
+    """One LIBERO task. ``reset`` takes an init-state index, a seed, or a raw sim state."""
+
+    def __init__(self, task: TaskSpec | tuple[str, int | str], config: EnvConfig | None = None):
+        self.task = task if isinstance(task, TaskSpec) else get_task(*task)
+        self.config = config or EnvConfig()
+        self.horizon = self.config.horizon or DEFAULT_HORIZON[self.task.suite]
+        self._init_states: np.ndarray | None = None
+        self._done = True
+        self.t = 0
+        self._make()
+
+    # ----------------------------------------------------------------- construction
+    def _make(self) -> None:
+        from libero.libero.envs import OffScreenRenderEnv
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        cfg = self.config
+        kwargs = dict(
+            bddl_file_name=self.task.bddl_file,
+            horizon=10**7,  # we truncate ourselves; LIBERO's horizon only raises
+            ignore_done=True,
+            hard_reset=cfg.render_mode == "faithful",
+            camera_heights=cfg.image_size,
+            camera_widths=cfg.image_size,
+        )
+        if cfg.cameras:
+            kwargs["camera_names"] = list(cfg.cameras)
+            self.raw = OffScreenRenderEnv(**kwargs)
+        else:
+            kwargs.update(use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])
+            self.raw = ControlEnv(**kwargs)
+        self._joint_ids: list[int] | None = None
+
+    @property
+    def sim(self):
+        """The current MuJoCo sim (LIBERO rebuilds it on hard resets: never cache it)."""
+        return self.raw.env.sim
+
+    @property
+    def language(self) -> str:
+        return self.task.language
+
+    def init_state(self, index: int) -> np.ndarray:
+        if self._init_states is None:
+            self._init_states = init_states(self.task.suite, self.task.index)
+        if not 0 <= index < len(self._init_states):
+            raise ValueError(
+                f"init_state_index {index} out of range: {self.task.key} has {len(self._init_states)} init states"
+            )
+        return self._init_states[index]
+
+    # ----------------------------------------------------------------- gym API
+    def reset(
+        self,
+        init_state_index: int | None = None,
+        seed: int | None = None,
+        init_state: np.ndarray | None = None,
+    ) -> tuple[dict, dict]:
+        """Reset to a fixed init state (by index), a raw sim state, or a seeded random layout.
+
+        ``info['init_state']`` is the sim state the episode starts from (before settling):
+        storing it with the actions makes the episode replayable.
+        """
+        if seed is not None:
+            self.raw.seed(int(seed))
+            np.random.seed(int(seed))
+        self.raw.reset()
+        if self.config.render_mode == "fast" and self.config.cameras:
+            self.sim.model.vis.quality.offsamples = 0
+        if init_state is None and init_state_index is not None:
+            init_state = self.init_state(int(init_state_index))
+        self._clear_carried_state()
+        if init_state is not None:
+            raw_obs = self.raw.set_init_state(np.asarray(init_state, dtype=np.float64))
+        else:
+            raw_obs = self.raw.env._get_observations(force_update=True)
+        start_state = self.raw.get_sim_state().copy()
+        for _ in range(self.config.settle_steps):
+            raw_obs, _, _, _ = self.raw.step(SETTLE_ACTION)
+        self.t = 0
+        self._done = False
+        info = {"init_state": start_state, "init_state_index": init_state_index, "seed": seed}
+        return self._obs(raw_obs), info
+
+    def _clear_carried_state(self) -> None:
+        """Zero what a soft reset would carry over from the last episode.
+
+        A hard reset rebuilds these; without clearing them a soft reset drifts ~1 mm from it,
+        which would break exact replay. The gripper's smoothed command is the main culprit.
+        """
+        for robot in self.raw.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        data = self.sim.data
+        for name in ("qacc_warmstart", "ctrl", "act", "qfrc_applied", "xfrc_applied"):
+            arr = getattr(data, name, None)
+            if arr is not None and np.size(arr):
+                arr[...] = 0
+
+    def step(self, action) -> tuple[dict, float, bool, bool, dict]:
+        if self._done:
+            raise RuntimeError("step() called on a finished episode: call reset() first")
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (ACTION_DIM,):
+            raise ValueError(f"action must have shape ({ACTION_DIM},), got {action.shape}")
+        raw_obs, _, _, _ = self.raw.step(np.clip(action, -1.0, 1.0))
+        self.t += 1
+        success = bool(self.raw.check_success())
+        truncated = self.t >= self.horizon and not success
+        self._done = success or truncated
+        return self._obs(raw_obs), float(success), success, truncated, {"success": success}
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # noqa: BLE001 - EGL teardown errors at exit are harmless
+            pass
+
+    # ----------------------------------------------------------------- observations
+    def proprio(self, raw_obs: dict) -> np.ndarray:
+        return np.concatenate(
+            [
+                raw_obs["robot0_eef_pos"],
+                quat_to_axis_angle(raw_obs["robot0_eef_quat"]),
+                raw_obs["robot0_gripper_qpos"],
+            ]
+        ).astype(np.float32)
+
+    def _articulated_joint_ids(self) -> list[int]:
+        if self._joint_ids is None:
+            m = self.sim.model
+            ids = []
+            for j in range(m.njnt):
+                name = m.joint_id2name(j) or ""
+                if m.jnt_type[j] in (2, 3) and not name.startswith(("robot0_", "gripper0_")):
+                    ids.append(j)
+            self._joint_ids = ids
+        return self._joint_ids
+
+    def object_state(self) -> np.ndarray:
+        """Object poses (pos, quat wxyz) in scene order, then articulated joint positions."""
+        env, sim = self.raw.env, self.sim
+        parts = []
+        for name in env.objects_dict:
+            bid = env.obj_body_id[name]
+            parts.append(sim.data.body_xpos[bid])
+            parts.append(sim.data.body_xquat[bid])
+        joints = [sim.data.qpos[sim.model.jnt_qposadr[j]] for j in self._articulated_joint_ids()]
+        flat = np.concatenate(parts + [np.asarray(joints, dtype=np.float64)]).astype(np.float32)
+        dim = self.config.env_state_dim
+        if flat.size > dim:
+            raise ValueError(
+                f"{self.task.key} has {flat.size} object-state values, more than env_state_dim={dim}"
+            )
+        out = np.zeros(dim, dtype=np.float32)
+        out[: flat.size] = flat
+        return out
+
+    def _obs(self, raw_obs: dict) -> dict:
+        obs = {"state": self.proprio(raw_obs), "env_state": self.object_state()}
+        for cam in self.config.cameras:
+            # LIBERO renders upside down; rotate 180 degrees as lerobot's LIBERO datasets do.
+            obs[CAMERAS[cam]] = np.ascontiguousarray(raw_obs[f"{cam}_image"][::-1, ::-1])
+        return obs
+
+    def render_images(self) -> dict:
+        """Images of the current sim state (for replay rendering)."""
+        raw_obs = self.raw.env._get_observations(force_update=True)
+        return {CAMERAS[c]: np.ascontiguousarray(raw_obs[f"{c}_image"][::-1, ::-1]) for c in self.config.cameras}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Idempotent install: apt libraries for headless rendering, a Python 3.12 venv in .venv, the package.
+# Safe to rerun: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS="libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "[install] apt:$missing"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+
+PY="${DLR_PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in "$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python" python3.12 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))' 2>/dev/null; then
+      PY="$cand"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "[install] error: Python >= 3.12 not found; set DLR_PYTHON=/path/to/python3.12" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[install] creating .venv with $PY"
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+
+stamp=".venv/.dlr-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[install] pip install -e .[dev] (first time: ~3 minutes, ~7.7 GB)"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+echo "[install] ok: $(.venv/bin/python --version), package dlr-bench in .venv"
