@@ -48,3 +48,31 @@ class Episode:
     def eef_path(self) -> np.ndarray:
         """(T, 3) end-effector positions: what diversity metrics compare."""
         return self.states[:, :3]
+
+
+_ARRAYS = ("init_state", "actions", "states", "env_states")
+_SCALARS = (
+    "suite", "task_index", "task_name", "language", "success", "source", "init_state_index",
+    "seed", "strategy_id", "pattern_id", "settle_steps",
+)  # fmt: skip
+
+
+def save_episode_npz(episode: Episode, path) -> None:
+    """Cache one episode (no images) atomically: write ``<path>.tmp`` then rename."""
+    import json
+    import os
+
+    path = str(path)
+    tmp = path + ".tmp.npz"
+    meta = {k: getattr(episode, k) for k in _SCALARS}
+    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in meta.items()}
+    np.savez(tmp, meta=json.dumps(meta), **{k: getattr(episode, k) for k in _ARRAYS})
+    os.replace(tmp, path)
+
+
+def load_episode_npz(path) -> Episode:
+    import json
+
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        return Episode(**meta, **{k: z[k] for k in _ARRAYS})

@@ -1,0 +1,191 @@
+"""Write episodes as a LeRobot v3.0 dataset in the schema of ARCHITECTURE.md.
+
+Episodes usually arrive state-only (demonstrators and RL rollouts run without cameras, which
+is ~5-15x faster); their images are rendered here by replaying init state + actions in a
+rendering env. Replay is checked against the stored states, so every written episode is
+proven replayable. The dataset is built in a temporary folder and renamed into place: a
+crash never leaves a half-written dataset at ``root``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from generation.data.episode import Episode
+from generation.data.schema import (
+    ACTION_KEY,
+    ENV_STATE_KEY,
+    EPISODE_META_FILE,
+    FPS,
+    IMAGE_KEY,
+    PATTERN_KEY,
+    STATE_KEY,
+    WRIST_IMAGE_KEY,
+    DatasetSpec,
+    dataset_features,
+)
+
+log = logging.getLogger(__name__)
+
+REPLAY_TOLERANCE = 1e-4
+_IMAGE_KEYS = {"image": IMAGE_KEY, "wrist_image": WRIST_IMAGE_KEY}
+
+
+class ReplayMismatchError(RuntimeError):
+    pass
+
+
+def render_by_replay(episode: Episode, env) -> dict[str, np.ndarray]:
+    """Replay ``episode`` in ``env`` (a LiberoEnv with cameras) and return its frames.
+
+    Raises ReplayMismatchError if the replayed proprio state departs from the stored one.
+    """
+    if env.config.settle_steps != episode.settle_steps:
+        raise ValueError(
+            f"episode was recorded with settle_steps={episode.settle_steps}, env uses {env.config.settle_steps}"
+        )
+    obs, _ = env.reset(init_state=episode.init_state)
+    keys = [k for k in obs if k in _IMAGE_KEYS]
+    frames: dict[str, list] = {k: [] for k in keys}
+    for t, action in enumerate(episode.actions):
+        err = float(np.abs(obs["state"] - episode.states[t]).max())
+        if err > REPLAY_TOLERANCE:
+            raise ReplayMismatchError(
+                f"episode of {episode.task_name} diverged on replay at step {t} (|Δstate|={err:.2e}); "
+                "it was not recorded from the stored init state with settle_steps="
+                f"{episode.settle_steps}"
+            )
+        for k in keys:
+            frames[k].append(obs[k])
+        if t < len(episode.actions) - 1:
+            obs, *_ = _step_anyway(env, action)
+    return {k: np.stack(v) for k, v in frames.items()}
+
+
+def _step_anyway(env, action):
+    # Replays may continue past a success the recorder also continued past (post-success tails).
+    if env._done:
+        env._done = False
+    return env.step(action)
+
+
+def episode_meta_row(episode_index: int, ep: Episode) -> dict:
+    return {
+        "episode_index": episode_index,
+        "source": ep.source,
+        "suite": ep.suite,
+        "task_index": ep.task_index,
+        "task_name": ep.task_name,
+        "language": ep.language,
+        "init_state_index": ep.init_state_index,
+        "seed": ep.seed,
+        "success": bool(ep.success),
+        "strategy_id": ep.strategy_id,
+        "pattern_id": ep.pattern_id,
+        "length": len(ep),
+        "settle_steps": ep.settle_steps,
+        "init_state": np.asarray(ep.init_state, dtype=np.float64).tolist(),
+    }
+
+
+def write_episodes(
+    episodes: Iterable[Episode],
+    root: str | Path,
+    repo_id: str = "local/dlr",
+    spec: DatasetSpec | None = None,
+    env_config=None,
+    overwrite: bool = False,
+    image_writer_threads: int = 4,
+    progress: bool = True,
+) -> Path:
+    """Write ``episodes`` to a LeRobot dataset at ``root`` and return ``root``.
+
+    ``env_config`` (an EnvConfig) sets how missing images are rendered; by default the
+    fast renderer with the agentview camera (and the wrist camera if ``spec.wrist_image``).
+    """
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from generation.envs.libero_env import EnvConfig, LiberoEnv
+
+    spec = spec or DatasetSpec()
+    root = Path(root)
+    if root.exists():
+        if not overwrite:
+            raise FileExistsError(f"{root} already exists; pass overwrite=True or remove it")
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    cameras = ("agentview", "robot0_eye_in_hand") if spec.wrist_image else ("agentview",)
+    env_config = env_config or EnvConfig(cameras=cameras, image_size=spec.image_size)
+    ds = LeRobotDataset.create(
+        repo_id=repo_id,
+        fps=FPS,
+        features=dataset_features(spec),
+        root=tmp,
+        robot_type="panda",
+        use_videos=spec.use_videos,
+        image_writer_threads=image_writer_threads,
+    )
+    envs: dict[tuple[str, int], LiberoEnv] = {}
+    rows = []
+    try:
+        for ep in tqdm(episodes, desc=f"writing {root.name}", disable=not progress, unit="ep"):
+            images = dict(ep.images)
+            needed = ["image"] + (["wrist_image"] if spec.wrist_image else [])
+            if any(k not in images for k in needed):
+                key = (ep.suite, ep.task_index)
+                if key not in envs:
+                    cfg = EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps})
+                    envs[key] = LiberoEnv((ep.suite, ep.task_index), cfg)
+                images.update(render_by_replay(ep, envs[key]))
+            _check_env_state_dim(ep, spec)
+            for t in range(len(ep)):
+                frame = {
+                    STATE_KEY: ep.states[t],
+                    ENV_STATE_KEY: ep.env_states[t],
+                    ACTION_KEY: ep.actions[t],
+                    PATTERN_KEY: np.array([ep.pattern_id], dtype=np.int64),
+                    "task": ep.language,
+                }
+                for k in needed:
+                    frame[_IMAGE_KEYS[k]] = images[k][t]
+                ds.add_frame(frame)
+            ds.save_episode()
+            rows.append(episode_meta_row(len(rows), ep))
+        ds.finalize()
+    except BaseException:
+        for env in envs.values():
+            env.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for env in envs.values():
+        env.close()
+    if not rows:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"no episodes to write to {root}")
+    pd.DataFrame(rows).to_parquet(tmp / EPISODE_META_FILE)
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    log.info("wrote %d episodes to %s", len(rows), root)
+    return root
+
+
+def _check_env_state_dim(ep: Episode, spec: DatasetSpec) -> None:
+    if ep.env_states.shape[1] != spec.env_state_dim:
+        if ep.env_states.shape[1] < spec.env_state_dim:
+            pad = np.zeros((len(ep), spec.env_state_dim - ep.env_states.shape[1]), np.float32)
+            ep.env_states = np.concatenate([ep.env_states, pad], axis=1)
+        else:
+            raise ValueError(
+                f"episode env_state has {ep.env_states.shape[1]} values, dataset holds {spec.env_state_dim}"
+            )

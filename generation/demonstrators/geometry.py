@@ -1,0 +1,158 @@
+"""Where things are in a LIBERO scene: object footprints, heights, sites and fixture joints.
+
+Body origins (``<obj>_pos``) are neither the top nor the bottom of an object, so heights come
+from the collision geometry: every collision geom's local AABB is turned into its eight world
+corners, and an object's extent is the hull of its subtree's corners.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+_CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """An object's extent in the world now.
+
+    ``center``: xy centre of its footprint; ``bottom``/``top``: z range; ``axis_long``: unit xy
+    direction of the footprint's long side; ``length``/``width``: extents along/across it.
+    """
+
+    center: np.ndarray
+    bottom: float
+    top: float
+    axis_long: np.ndarray
+    length: float
+    width: float
+
+    @property
+    def height(self) -> float:
+        return self.top - self.bottom
+
+    @property
+    def radius(self) -> float:
+        return 0.5 * max(self.length, self.width)
+
+
+def _subtree_bodies(model, root: int) -> list[int]:
+    out = []
+    for b in range(model.nbody):
+        bb = b
+        while bb not in (0, root):
+            bb = model.body_parentid[bb]
+        if bb == root:
+            out.append(b)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _collision_geoms(model_key: int, model, root: int) -> tuple[int, ...]:
+    bodies = set(_subtree_bodies(model, root))
+    return tuple(
+        g
+        for g in range(model.ngeom)
+        if model.geom_bodyid[g] in bodies
+        and (model.geom_contype[g] != 0 or model.geom_conaffinity[g] != 0)
+    )
+
+
+def collision_geoms(sim, body_id: int) -> tuple[int, ...]:
+    """Ids of the collision geoms in a body's subtree (cached per model)."""
+    return _collision_geoms(id(sim.model), sim.model, int(body_id))
+
+
+def geom_corners(sim, geoms) -> np.ndarray:
+    """(8 * n, 3) world corners of the geoms' local AABBs."""
+    m, d = sim.model, sim.data
+    pts = []
+    for g in geoms:
+        c, r = m.geom_aabb[g][:3], m.geom_aabb[g][3:]
+        R = d.geom_xmat[g].reshape(3, 3)
+        pts.append(d.geom_xpos[g] + (c + _CORNERS * r) @ R.T)
+    return np.concatenate(pts) if pts else np.zeros((0, 3))
+
+
+def body_id(env, name: str) -> int:
+    env_ = env.raw.env
+    if name in env_.obj_body_id:
+        return env_.obj_body_id[name]
+    return env.sim.model.body_name2id(name)
+
+
+def footprint(env, name: str) -> Footprint:
+    """Footprint of a scene object (or fixture) by its BDDL name."""
+    pts = geom_corners(env.sim, collision_geoms(env.sim, body_id(env, name)))
+    xy = pts[:, :2]
+    center_guess = xy.mean(0)
+    cov = np.cov((xy - center_guess).T)
+    evals, evecs = np.linalg.eigh(cov)
+    axis = evecs[:, 1] / np.linalg.norm(evecs[:, 1])
+    perp = np.array([-axis[1], axis[0]])
+    a, p = xy @ axis, xy @ perp
+    center = axis * 0.5 * (a.max() + a.min()) + perp * 0.5 * (p.max() + p.min())
+    return Footprint(
+        center=center,
+        bottom=float(pts[:, 2].min()),
+        top=float(pts[:, 2].max()),
+        axis_long=axis,
+        length=float(a.max() - a.min()),
+        width=float(p.max() - p.min()),
+    )
+
+
+def object_names(env) -> list[str]:
+    """Movable objects of the scene (not fixtures)."""
+    return list(env.raw.env.objects_dict)
+
+
+def site_pos(env, name: str) -> np.ndarray | None:
+    m = env.sim.model
+    try:
+        sid = m.site_name2id(name)
+    except ValueError:
+        return None
+    return np.array(env.sim.data.site_xpos[sid])
+
+
+def table_height(env) -> float:
+    """z of the table surface (0 in LIBERO-Object's floor scenes, ~0.9 on tables)."""
+    for site in ("table_top",):
+        p = site_pos(env, site)
+        if p is not None:
+            return float(p[2])
+    tops = [footprint(env, n).bottom for n in object_names(env)]
+    return float(np.median(tops)) if tops else 0.0
+
+
+def obstacles_top(env, exclude: tuple[str, ...], near: np.ndarray | None = None, radius: float = 1e9) -> float:
+    """Highest top among objects and fixtures (minus ``exclude``) whose footprint is within
+    ``radius`` of the xy points ``near`` (all objects when ``near`` is None)."""
+    env_ = env.raw.env
+    best = table_height(env)
+    for name in list(env_.objects_dict) + list(env_.fixtures_dict):
+        if name in exclude:
+            continue
+        fp = footprint(env, name)
+        if fp.top > 2.0:  # walls, floors and other scene-sized fixtures
+            continue
+        if near is not None:
+            dist = np.min(np.linalg.norm(np.atleast_2d(near)[:, :2] - fp.center, axis=1))
+            if dist > radius + fp.radius:
+                continue
+        best = max(best, fp.top)
+    return best
+
+
+def yaw_for_finger_axis(direction_xy: np.ndarray) -> float:
+    """Gripper yaw (rad, in [-pi/2, pi/2]) that makes the fingers close along ``direction_xy``.
+
+    At yaw 0 LIBERO's Panda closes its fingers along world y.
+    """
+    phi = float(np.arctan2(direction_xy[1], direction_xy[0]))
+    yaw = phi - np.pi / 2
+    return float((yaw + np.pi / 2) % np.pi - np.pi / 2)

@@ -1,0 +1,3 @@
+from pretraining.openvla.configuration_openvla import DlrOpenVLAConfig
+
+__all__ = ["DlrOpenVLAConfig"]
