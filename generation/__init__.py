@@ -3,14 +3,12 @@
 import logging
 
 
-class _ShortTorchcodecWarning(logging.Filter):
-    """lerobot logs a ~100-line traceback when torchcodec cannot find FFmpeg; say it in one line."""
+class _DropTorchcodecTraceback(logging.Filter):
+    """lerobot logs a ~100-line traceback whenever torchcodec cannot find a system FFmpeg and it
+    falls back to pyav. We always read with ``video_backend="pyav"``, so that is expected: drop it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "torchcodec" in str(record.msg):
-            record.msg, record.args = "torchcodec unavailable here (no FFmpeg); lerobot uses pyav", ()
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
+        return "torchcodec" not in str(record.msg)
 
 
-logging.getLogger("lerobot.utils.import_utils").addFilter(_ShortTorchcodecWarning())
+logging.getLogger("lerobot.utils.import_utils").addFilter(_DropTorchcodecTraceback())
