@@ -37,7 +37,14 @@ def read_frames(root: str | Path, columns: list[str] | None = None) -> pd.DataFr
     root = Path(root)
     _require_dataset(root)
     files = sorted((root / "data").rglob("*.parquet"))
-    cols = columns or ["index", "episode_index", "frame_index", STATE_KEY, ENV_STATE_KEY, ACTION_KEY]
+    cols = columns or [
+        "index",
+        "episode_index",
+        "frame_index",
+        STATE_KEY,
+        ENV_STATE_KEY,
+        ACTION_KEY,
+    ]
     df = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
     return df.sort_values("index").reset_index(drop=True)
 

@@ -241,4 +241,7 @@ class LiberoEnv:
     def render_images(self) -> dict:
         """Images of the current sim state (for replay rendering)."""
         raw_obs = self.raw.env._get_observations(force_update=True)
-        return {CAMERAS[c]: np.ascontiguousarray(raw_obs[f"{c}_image"][::-1, ::-1]) for c in self.config.cameras}
+        return {
+            CAMERAS[c]: np.ascontiguousarray(raw_obs[f"{c}_image"][::-1, ::-1])
+            for c in self.config.cameras
+        }

@@ -1,0 +1,219 @@
+"""``dlr``: the one command of DLR-Bench.
+
+dlr info [--suite S]                 suites, tasks, instructions, demonstrator coverage
+dlr demos --suite S --tasks 0,1 ...  scripted multi-strategy demonstrations -> LeRobot dataset
+dlr run <recipe.yaml>                every stage of a recipe (skips complete ones, resumes others)
+dlr import {hdf5,lerobot} ...        real LIBERO data into our schema
+dlr push <dataset> --repo-id ID      publish a dataset to the Hugging Face Hub (--dry-run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("dlr")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("robosuite", "libero", "datasets", "urllib3", "matplotlib", "PIL", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------------------- info
+def cmd_info(args) -> int:
+    from generation.demonstrators import has_demonstrator
+    from generation.envs.suites import SUITES, list_tasks
+
+    suites = [args.suite] if args.suite else list(SUITES)
+    rows = []
+    for suite in suites:
+        tasks = list_tasks(suite)
+        covered = [t for t in tasks if has_demonstrator(t)]
+        print(f"\n{suite}: {len(tasks)} tasks, {len(covered)} with a scripted demonstrator")
+        for t in tasks:
+            mark = "D" if has_demonstrator(t) else " "
+            print(f"  [{mark}] {t.index:2d}  {t.language}")
+            rows.append({"suite": suite, "index": t.index, "name": t.name, "language": t.language,
+                         "demonstrator": has_demonstrator(t)})  # fmt: skip
+    print("\n[D] = has a scripted multi-strategy demonstrator (`dlr demos` can generate its data)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demos
+def cmd_demos(args) -> int:
+    from generation.data.schema import DatasetSpec
+    from generation.demos import collect_demos
+    from generation.envs.suites import parse_tasks
+
+    tasks = parse_tasks(args.suite, args.tasks)
+    spec = DatasetSpec(image_size=args.image_size, wrist_image=args.wrist, use_videos=args.videos)
+    summary = collect_demos(
+        tasks, args.episodes_per_task, args.out, spec=spec, num_workers=args.workers, seed=args.seed,
+        render_mode=args.render_mode,
+    )  # fmt: skip
+    for name, s in summary["per_task"].items():
+        print(f"  {s['successes']}/{s['episodes']} successful  {name}")
+    print(
+        f"demonstrations: {summary['episodes']} episodes, {summary['frames']} frames -> {summary['dataset']}"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+def _parse_overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects key.path=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def cmd_run(args) -> int:
+    from benchmarks.runner import run_recipe
+
+    outputs = run_recipe(
+        args.recipe, overrides=_parse_overrides(args.set), only=args.only, force=args.force
+    )
+    print("\noutputs:")
+    for stage, path in outputs.items():
+        print(f"  {stage:12s} {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- import / push
+def cmd_import(args) -> int:
+    from generation.data import importers
+    from generation.data.schema import DatasetSpec
+
+    spec = DatasetSpec(image_size=args.image_size, wrist_image=args.wrist)
+    if args.format == "hdf5":
+        out = importers.import_libero_hdf5(
+            [Path(p) for p in args.src],
+            Path(args.out),
+            spec,
+            suite=args.suite,
+            max_episodes=args.max_episodes,
+        )
+    else:
+        if len(args.src) != 1:
+            raise ValueError("`dlr import lerobot` takes exactly one dataset folder")
+        out = importers.import_lerobot_dataset(
+            Path(args.src[0]), Path(args.out), spec, max_episodes=args.max_episodes
+        )
+    print(f"imported -> {out}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from generation.hub import push_dataset
+
+    result = push_dataset(
+        Path(args.dataset), args.repo_id, private=args.private, dry_run=args.dry_run
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dlr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="list suites, tasks and demonstrator coverage")
+    s.add_argument("--suite", help="one suite only")
+    s.add_argument("--json", help="also write the table as JSON to this path")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("demos", help="generate scripted multi-strategy demonstrations")
+    s.add_argument("--suite", default="libero_object")
+    s.add_argument("--tasks", default="all", help="'all', '0,1', '0-3' or task names")
+    s.add_argument("--episodes-per-task", type=int, default=12)
+    s.add_argument(
+        "--out", required=True, help="dataset folder to write, e.g. runs/x/demos/libero_object"
+    )
+    s.add_argument("--image-size", type=int, default=128)
+    s.add_argument("--wrist", action="store_true", help="also store the wrist camera")
+    s.add_argument(
+        "--videos", action="store_true", help="store images as mp4 (default: PNG frames)"
+    )
+    s.add_argument("--render-mode", choices=["fast", "faithful"], default="fast")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_demos)
+
+    s = sub.add_parser("run", help="run a recipe's stages")
+    s.add_argument("recipe", help="path to a recipe YAML (see benchmarks/recipes/)")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. demos.episodes_per_task=6",
+    )
+    s.add_argument("--only", action="append", help="run only these stages")
+    s.add_argument("--force", action="store_true", help="rerun stages even if complete")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("import", help="import real LIBERO data (hdf5 or LeRobot) into our schema")
+    s.add_argument("format", choices=["hdf5", "lerobot"])
+    s.add_argument("src", nargs="+", help="hdf5 file(s) or one LeRobot dataset folder")
+    s.add_argument("--out", required=True)
+    s.add_argument(
+        "--suite", default=None, help="suite of the tasks (default: detect from task names)"
+    )
+    s.add_argument("--image-size", type=int, default=128)
+    s.add_argument("--wrist", action="store_true")
+    s.add_argument("--max-episodes", type=int, default=None)
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("push", help="publish a dataset to the Hugging Face Hub")
+    s.add_argument("dataset")
+    s.add_argument("--repo-id", required=True)
+    s.add_argument("--private", action="store_true")
+    s.add_argument(
+        "--dry-run", action="store_true", help="print what would be uploaded; upload nothing"
+    )
+    s.set_defaults(func=cmd_push)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"dlr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

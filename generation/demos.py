@@ -1,0 +1,170 @@
+"""Collect scripted multi-strategy demonstrations into a LeRobot dataset (``runs/<x>/demos/<suite>``).
+
+Work is split in two phases so that an interruption loses little:
+1. state-only demos (fast, ~100 steps/s), each cached as ``.cache/<task>/<i>.npz`` on finish;
+2. rendering by replay in worker processes, then one atomic dataset write.
+Strategies are assigned round-robin and init states cycled, so every task gets every strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from generation.data.episode import Episode, load_episode_npz, save_episode_npz
+from generation.data.schema import DatasetSpec
+from generation.envs.libero_env import EnvConfig
+from generation.envs.suites import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    task: TaskSpec
+    episode: int  # index within the task
+    strategy_id: int
+    init_state_index: int
+    seed: int
+    cache_path: str
+
+
+def plan_jobs(
+    tasks: list[TaskSpec], episodes_per_task: int, cache_dir: Path, seed: int
+) -> list[DemoJob]:
+    from generation.demonstrators import demonstrator_for
+
+    jobs = []
+    for task in tasks:
+        demo = demonstrator_for(task)  # raises a clear error for tasks without one
+        for i in range(episodes_per_task):
+            jobs.append(
+                DemoJob(
+                    task=task,
+                    episode=i,
+                    strategy_id=i % demo.n_strategies,
+                    init_state_index=i % task.n_init_states,
+                    seed=seed * 100_003 + task.index * 1009 + i,
+                    cache_path=str(cache_dir / f"task{task.index:02d}" / f"ep{i:04d}.npz"),
+                )
+            )
+    return jobs
+
+
+_ENVS: dict = {}
+
+
+def _env(task: TaskSpec, config: EnvConfig):
+    from generation.envs.libero_env import LiberoEnv
+
+    key = (task.suite, task.index, config.cameras, config.image_size)
+    if key not in _ENVS:
+        _ENVS[key] = LiberoEnv(task, config)
+    return _ENVS[key]
+
+
+def _collect(job: DemoJob, max_attempts: int = 3) -> dict:
+    """Worker: one demo, retried with new noise seeds if it fails; cached to disk."""
+    from generation.demonstrators import collect_episode, demonstrator_for
+
+    env = _env(job.task, EnvConfig())
+    demo = demonstrator_for(job.task)
+    ep = None
+    for attempt in range(max_attempts):
+        rng = np.random.default_rng(job.seed + 7919 * attempt)
+        ep = collect_episode(
+            env,
+            demo,
+            job.strategy_id,
+            init_state_index=job.init_state_index,
+            seed=job.seed,
+            rng=rng,
+        )
+        if ep.success:
+            break
+    Path(job.cache_path).parent.mkdir(parents=True, exist_ok=True)
+    save_episode_npz(ep, job.cache_path)
+    return {"success": bool(ep.success), "attempts": attempt + 1, "steps": len(ep)}
+
+
+def _render(args) -> Episode:
+    from generation.data.writer import render_by_replay
+
+    path, env_config = args
+    ep = load_episode_npz(path)
+    env = _env(ep_task(ep), EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps}))
+    ep.images = render_by_replay(ep, env)
+    return ep
+
+
+def ep_task(ep: Episode) -> TaskSpec:
+    from generation.envs.suites import get_task
+
+    return get_task(ep.suite, ep.task_index)
+
+
+def _pool(num_workers: int):
+    return mp.get_context("forkserver").Pool(num_workers, maxtasksperchild=None)
+
+
+def collect_demos(
+    tasks: list[TaskSpec],
+    episodes_per_task: int,
+    out_root: str | Path,
+    spec: DatasetSpec | None = None,
+    num_workers: int = 2,
+    seed: int = 0,
+    render_mode: str = "fast",
+    keep_failures: bool = False,
+) -> dict:
+    """Collect, render and write demos; returns a summary (per-task success, counts, path)."""
+    from generation.data.writer import write_episodes
+
+    spec = spec or DatasetSpec()
+    out_root = Path(out_root)
+    cache_dir = out_root.parent / f".{out_root.name}.cache"
+    jobs = plan_jobs(tasks, episodes_per_task, cache_dir, seed)
+    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
+    if len(todo) < len(jobs):
+        log.info(
+            "resuming: %d of %d demos already cached in %s",
+            len(jobs) - len(todo),
+            len(jobs),
+            cache_dir,
+        )
+    if todo:
+        with _pool(num_workers) as pool:
+            for _ in tqdm(
+                pool.imap_unordered(_collect, todo), total=len(todo), desc="demos", unit="ep"
+            ):
+                pass
+    episodes = [load_episode_npz(j.cache_path) for j in jobs]
+    per_task: dict[str, dict] = {}
+    for job, ep in zip(jobs, episodes, strict=True):
+        s = per_task.setdefault(job.task.name, {"episodes": 0, "successes": 0})
+        s["episodes"] += 1
+        s["successes"] += int(ep.success)
+    keep = [
+        j.cache_path for j, ep in zip(jobs, episodes, strict=True) if ep.success or keep_failures
+    ]
+    if not keep:
+        raise RuntimeError(f"no successful demonstrations for {[t.name for t in tasks]}")
+    cameras = ("agentview", "robot0_eye_in_hand") if spec.wrist_image else ("agentview",)
+    render_cfg = EnvConfig(cameras=cameras, image_size=spec.image_size, render_mode=render_mode)
+    with _pool(num_workers) as pool:
+        rendered = pool.imap(_render, [(p, render_cfg) for p in keep], chunksize=1)
+        rendered = tqdm(rendered, total=len(keep), desc="render", unit="ep")
+        write_episodes(rendered, out_root, spec=spec, overwrite=True, progress=False)
+    return {
+        "dataset": str(out_root),
+        "episodes": len(keep),
+        "frames": int(
+            sum(len(e) for e, j in zip(episodes, jobs, strict=True) if j.cache_path in keep)
+        ),
+        "per_task": per_task,
+    }
