@@ -165,6 +165,10 @@ def write_episodes(
     except BaseException:
         for env in envs.values():
             env.close()
+        try:  # stop lerobot's writers first, or they recreate files after the cleanup
+            ds.finalize()
+        except Exception:  # noqa: BLE001
+            pass
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for env in envs.values():
