@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--wrist", action="store_true")
     s.add_argument("--max-episodes", type=int, default=None)
+    s.add_argument("--object-states", action="store_true", help="hdf5: recover object poses from sim states (slow)")
+    s.add_argument("--allow-unknown-tasks", action="store_true", help="lerobot: keep episodes whose instruction matches no LIBERO task")
+    s.add_argument("--flip-images", action="store_true", help="lerobot: source images are upside down")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("push", help="publish a dataset to the Hugging Face Hub")

@@ -6,7 +6,8 @@ are asked for, upright uint8 images. ``terminated`` is task success (LIBERO's go
 ``truncated`` is our own horizon, because LIBERO's horizon never sets ``done``.
 
 Two rendering modes:
-- ``fast``: the cameras asked for only, MSAA off, and no simulator rebuild on reset.
+- ``fast``: the cameras asked for only, MSAA, shadows and reflections off, and no simulator
+  rebuild on reset (the same scene, without shadows: keep one mode per study).
 - ``faithful``: LIBERO's defaults (MSAA on, hard reset on every ``reset``).
 Physics is the same in both, so an episode (init state + actions) replays identically.
 """
@@ -142,7 +143,7 @@ class LiberoEnv:
             np.random.seed(int(seed))
         self.raw.reset()
         if self.config.render_mode == "fast" and self.config.cameras:
-            self.sim.model.vis.quality.offsamples = 0
+            self._fast_rendering()
         if init_state is None and init_state_index is not None:
             init_state = self.init_state(int(init_state_index))
         self._clear_carried_state()
@@ -157,6 +158,16 @@ class LiberoEnv:
         self._done = False
         info = {"init_state": start_state, "init_state_index": init_state_index, "seed": seed}
         return self._obs(raw_obs), info
+
+    def _fast_rendering(self) -> None:
+        """MSAA, shadows, reflections and skybox off: ~2x faster software rendering, same scene."""
+        import mujoco
+
+        self.sim.model.vis.quality.offsamples = 0
+        ctx = getattr(self.sim, "_render_context_offscreen", None)
+        if ctx is not None:
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+                ctx.scn.flags[flag] = 0
 
     def _clear_carried_state(self) -> None:
         """Zero what a soft reset would carry over from the last episode.
