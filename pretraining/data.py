@@ -22,6 +22,8 @@ from lerobot.datasets.compute_stats import aggregate_stats
 from lerobot.datasets.factory import resolve_delta_timestamps
 from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
+from pretraining.fast_dataset import FastDeltaDataset
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,7 +62,7 @@ def load_mixture(
         sum(len(d) for d in datasets),
         ", ".join(f"{Path(m.root).name}={m.total_frames}" for m in metas),
     )
-    return ConcatDataset(datasets), metas[0], stats
+    return ConcatDataset([FastDeltaDataset(d) for d in datasets]), metas[0], stats
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
@@ -86,7 +88,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
     def _index(self, position: int) -> int:
         epoch, offset = divmod(position, self.num_samples)
         if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)}
+            self._perms = {
+                epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+            }
         return int(self._perms[epoch][offset])
 
     def batch(self, micro_batch: int) -> list[int]:

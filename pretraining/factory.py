@@ -35,10 +35,22 @@ _BASE_VLM = dict(
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "openvla": {"tiny": dict(_TINY_VLM), "base": dict(_BASE_VLM)},
     "pi0": {
-        "tiny": dict(_TINY_VLM, expert_hidden_size=96, expert_layers=2, expert_heads=4,
-                     expert_intermediate_size=192),
-        "base": dict(_BASE_VLM, expert_hidden_size=512, expert_layers=8, expert_heads=8,
-                     expert_intermediate_size=1536, chunk_size=50, n_action_steps=10),
+        "tiny": dict(
+            _TINY_VLM,
+            expert_hidden_size=96,
+            expert_layers=2,
+            expert_heads=4,
+            expert_intermediate_size=192,
+        ),
+        "base": dict(
+            _BASE_VLM,
+            expert_hidden_size=512,
+            expert_layers=8,
+            expert_heads=8,
+            expert_intermediate_size=1536,
+            chunk_size=50,
+            n_action_steps=10,
+        ),
     },  # fmt: skip
     "smolvla": {
         "tiny": dict(vlm_preset="tiny", image_size=64, chunk_size=10, n_action_steps=10),
@@ -80,11 +92,11 @@ def make_config(arch: str, preset: str = "tiny", **overrides: Any) -> PreTrained
     policy_type, module = ARCHS[name]
     importlib.import_module(module)
     config_cls = PreTrainedConfig.get_choice_class(policy_type)
-    fields = set(config_cls.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(overrides) - set(config_cls.__dataclass_fields__))
     if unknown:
         raise ValueError(f"Unknown config field(s) {unknown} for {policy_type}")
-    kwargs = {**PRESETS[name][preset], **{k: v for k, v in overrides.items() if v is not None}}
+    kwargs = {**PRESETS[name][preset], **overrides}
     return config_cls(**kwargs)
 
 

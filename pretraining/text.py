@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,28 +42,63 @@ IMAGE_TOKENS = {
 
 _VERBS = ["pick up", "put", "place", "open", "close", "turn on", "turn off", "push", "stack"]
 _OBJECTS = [
-    "the black bowl", "the plate", "the ketchup", "the alphabet soup", "the cream cheese",
-    "the butter", "the milk", "the orange juice", "the tomato sauce", "the bbq sauce",
-    "the salad dressing", "the chocolate pudding", "the wine bottle", "the book", "the mug",
-    "the frying pan", "the moka pot", "the basket", "the caddy", "the cabinet", "the drawer",
-    "the microwave", "the stove", "the white mug", "the yellow and white mug", "the red mug",
+    "the black bowl",
+    "the plate",
+    "the ketchup",
+    "the alphabet soup",
+    "the cream cheese",
+    "the butter",
+    "the milk",
+    "the orange juice",
+    "the tomato sauce",
+    "the bbq sauce",
+    "the salad dressing",
+    "the chocolate pudding",
+    "the wine bottle",
+    "the book",
+    "the mug",
+    "the frying pan",
+    "the moka pot",
+    "the basket",
+    "the caddy",
+    "the cabinet",
+    "the drawer",
+    "the microwave",
+    "the stove",
+    "the white mug",
+    "the yellow and white mug",
+    "the red mug",
 ]
 _PLACES = [
-    "on the plate", "in the basket", "on the stove", "on top of the cabinet", "in the tray",
-    "on the wine rack", "in the top drawer of the cabinet", "next to the plate",
-    "on the left of the caddy", "on the right compartment of the caddy", "into the microwave",
-    "between the plate and the ramekin", "on the cookie box", "and place it on the plate",
+    "on the plate",
+    "in the basket",
+    "on the stove",
+    "on top of the cabinet",
+    "in the tray",
+    "on the wine rack",
+    "in the top drawer of the cabinet",
+    "next to the plate",
+    "on the left of the caddy",
+    "on the right compartment of the caddy",
+    "into the microwave",
+    "between the plate and the ramekin",
+    "on the cookie box",
+    "and place it on the plate",
 ]
 
 
 def libero_style_corpus() -> list[str]:
     """Deterministic list of LIBERO-like instructions used to train the tokenizer."""
     lines = [
-        f"{verb} {obj} {place}"
-        for verb, obj, place in itertools.product(_VERBS, _OBJECTS, _PLACES)
+        f"{verb} {obj} {place}" for verb, obj, place in itertools.product(_VERBS, _OBJECTS, _PLACES)
     ]
     lines += [f"{verb} {obj}" for verb, obj in itertools.product(_VERBS, _OBJECTS)]
-    lines += ["LIVING ROOM SCENE1", "KITCHEN SCENE3", "STUDY SCENE2", "open the top drawer and put the bowl inside"]
+    lines += [
+        "LIVING ROOM SCENE1",
+        "KITCHEN SCENE3",
+        "STUDY SCENE2",
+        "open the top drawer and put the bowl inside",
+    ]
     return lines
 
 
@@ -91,21 +127,38 @@ def build_tokenizer(out_dir: Path, vocab_size: int = VOCAB_SIZE) -> Path:
     return out_dir
 
 
+def build_asset(name: str, marker: str, build: Callable[[Path], object]) -> Path:
+    """Return ``<assets>/<name>``, building it once (temp folder, then rename) if missing.
+
+    Assets live next to the code; when that folder is read-only (a non-editable install) they
+    are built under ``~/.cache/dlr_bench/assets`` instead.
+    """
+    for root in (ASSETS_DIR, Path.home() / ".cache" / "dlr_bench" / "assets"):
+        if (root / name / marker).exists():
+            return root / name
+    root = ASSETS_DIR
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    except OSError:
+        root = Path.home() / ".cache" / "dlr_bench" / "assets"
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    logger.info("Building %s into %s", name, root)
+    build(tmp)
+    tmp.chmod(0o755)
+    try:
+        os.replace(tmp, root / name)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root / name
+
+
 def tokenizer_path(name: str = DEFAULT_TOKENIZER) -> str:
     """Resolve a tokenizer name: the alias builds (once) and returns the local folder."""
     if name != DEFAULT_TOKENIZER:
         return name
-    target = ASSETS_DIR / DEFAULT_TOKENIZER
-    if not (target / "tokenizer.json").exists():
-        logger.info("Training the local instruction tokenizer into %s", target)
-        ASSETS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=ASSETS_DIR))
-        build_tokenizer(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    return str(build_asset(DEFAULT_TOKENIZER, "tokenizer.json", build_tokenizer))
 
 
 def load_tokenizer(name: str = DEFAULT_TOKENIZER):

@@ -30,10 +30,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=".venv/.dlr-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml plugins/lerobot_policy_dlr/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[install] pip install -e .[dev] (first time: ~3 minutes, ~7.7 GB)"
   .venv/bin/python -m pip install -q -e ".[dev]"
+  # lerobot's CLIs (lerobot-train, lerobot-eval) discover our policies through this plugin
+  .venv/bin/python -m pip install -q -e plugins/lerobot_policy_dlr --no-deps
   echo "$want" > "$stamp"
 fi
 echo "[install] ok: $(.venv/bin/python --version), package dlr-bench in .venv"

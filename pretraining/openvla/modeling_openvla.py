@@ -72,7 +72,9 @@ class DlrOpenVLAPolicy(ChunkingPolicyMixin, PreTrainedPolicy):
             pad = batch["action_is_pad"][:, : self.config.chunk_size]
             weights = (~pad).float().repeat_interleave(self.action_dim, dim=1)
         per_sample = (ce * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        accuracy = ((logits.argmax(-1) == bins).float() * weights).sum() / weights.sum().clamp_min(1)
+        accuracy = ((logits.argmax(-1) == bins).float() * weights).sum() / weights.sum().clamp_min(
+            1
+        )
         info = {"token_accuracy": accuracy.item()}
         if reduction == "none":
             return per_sample, info

@@ -1,10 +1,10 @@
 """π0-style flow-matching policy over a VLM prefix.
 
-    prefix  = LM([images, state, instruction])                     (B, L, D)
-    x_t     = t * noise + (1 - t) * actions,  t ~ Beta(1.5, 1)      (B, H, A)
-    v       = expert(x_t, t | prefix)                               (B, H, A)
-    loss    = || v - (noise - actions) ||^2  over non-padded steps
-    sample  : x_1 = noise;  x_{t+dt} = x_t + dt * v(x_t, t),  dt = -1 / num_steps
+prefix  = LM([images, state, instruction])                     (B, L, D)
+x_t     = t * noise + (1 - t) * actions,  t ~ Beta(1.5, 1)      (B, H, A)
+v       = expert(x_t, t | prefix)                               (B, H, A)
+loss    = || v - (noise - actions) ||^2  over non-padded steps
+sample  : x_1 = noise;  x_{t+dt} = x_t + dt * v(x_t, t),  dt = -1 / num_steps
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class ActionExpert(nn.Module):
         width = cfg.expert_hidden_size
         self.cfg = cfg
         self.action_in = nn.Linear(act_dim, width)
-        self.time_mlp = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, width))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, width)
+        )
         self.position = nn.Parameter(torch.zeros(cfg.chunk_size, width))
         self.context_proj = nn.Linear(prefix_width, width)
         layer = nn.TransformerDecoderLayer(

@@ -1,0 +1,3 @@
+from pretraining.smolvla.configuration_smolvla import DlrSmolVLAConfig
+
+__all__ = ["DlrSmolVLAConfig"]
