@@ -104,7 +104,11 @@ def load_policy(path: str | Path, device: str | None = None) -> PreTrainedPolicy
     """Load a checkpoint saved with ``save_pretrained`` (ours or any registered lerobot type)."""
     from lerobot.policies.factory import get_policy_class
 
+    from pretraining.lora import is_adapter, load_adapter_policy
+
     register_all()
+    if is_adapter(path):
+        return load_adapter_policy(path, lambda base: load_policy(base, device))
     cfg = PreTrainedConfig.from_pretrained(str(path))
     if device is not None:
         cfg.device = device

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from pretraining.data import load_mixture, make_loader
 from pretraining.factory import PRESETS, canonical_arch, count_parameters, make_config
+from pretraining.lora import apply_lora, load_weights, save_adapter_meta, save_lora_base
 from pretraining.manifest import config_hash, publish_dir, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class PretrainConfig:
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     wandb_project: str | None = None
     stop_after: int | None = None
+    init_from: str | None = None  # a checkpoint to start from (adaptation of a pretrained policy)
+    lora: dict[str, Any] | None = None  # LoRA instead of full fine-tuning: see pretraining.lora
 
     def __post_init__(self) -> None:
         arch = canonical_arch(self.arch)
@@ -191,6 +194,11 @@ def train(cfg: PretrainConfig) -> Path:
     )
     dataset, meta, stats = load_mixture(cfg.dataset_roots, policy_cfg)
     policy = make_policy(policy_cfg, ds_meta=meta)
+    if cfg.init_from:
+        load_weights(policy, cfg.init_from)
+    if cfg.lora is not None:
+        base_dir = save_lora_base(policy, cfg, out_dir, accelerator.is_main_process)
+        policy = apply_lora(policy, cfg.lora, base_dir)
     preprocessor, postprocessor = make_pre_post_processors(policy_cfg, dataset_stats=stats)
     n_params = count_parameters(policy)
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -303,7 +311,10 @@ def train(cfg: PretrainConfig) -> Path:
         tmp = out_dir / ".final_tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        accelerator.unwrap_model(model).save_pretrained(tmp)
+        final = accelerator.unwrap_model(model)
+        final.save_pretrained(tmp)
+        if cfg.lora is not None:  # an adapter alone: record its policy config and base beside it
+            save_adapter_meta(final, policy_cfg, tmp)
         preprocessor.save_pretrained(tmp)
         postprocessor.save_pretrained(tmp)
         publish_dir(tmp, out_dir)
