@@ -97,6 +97,19 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from evaluation.report import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist (expected runs/<recipe name>)")
+    outputs = build_report(run_dir)
+    for name, path in sorted(outputs.items()):
+        print(f"  {name:24s} {path}")
+    print(f"report -> {run_dir / 'report' / 'report.md'}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- import / push
 def cmd_import(args) -> int:
     from generation.data import importers
@@ -172,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", action="append", help="run only these stages")
     s.add_argument("--force", action="store_true", help="rerun stages even if complete")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("report", help="tables and plots from a run's results (never reruns a model)")
+    s.add_argument("run_dir", help="runs/<recipe name>")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("import", help="import real LIBERO data (hdf5 or LeRobot) into our schema")
     s.add_argument("format", choices=["hdf5", "lerobot"])

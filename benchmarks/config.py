@@ -42,6 +42,51 @@ class DemosConfig(Strict):
         return v
 
 
+class PretrainStageConfig(Strict):
+    """VLA pretraining on the generated datasets: every arch x source x size, one budget."""
+
+    archs: list[str] = ["openvla"]
+    preset: str = "tiny"
+    sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
+    sizes: list[str] = Field(default=["full"], description="dataset folders under datasets/<source>/, e.g. n6, full")
+    steps: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=3e-4, gt=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    grad_accum: int = Field(default=1, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    image_size: int | None = None
+    num_workers: int = Field(default=0, ge=0)
+    save_every: int = Field(default=500, ge=1)
+    policy_overrides: dict[str, Any] = {}
+
+    @field_validator("archs")
+    @classmethod
+    def _known_archs(cls, v):
+        from pretraining.factory import canonical_arch
+
+        return [canonical_arch(a) for a in v]  # raises listing the valid architectures
+
+    @field_validator("sizes")
+    @classmethod
+    def _size_names(cls, v):
+        for name in v:
+            if name != "full" and not (name.startswith("n") and name[1:].isdigit()):
+                raise ValueError(f"size {name!r} must be 'full' or 'n<episodes>' (a datasets/<source>/ folder)")
+        return v
+
+
+class EvalStageConfig(Strict):
+    """Closed-loop evaluation of every adapted policy on its held-out suite."""
+
+    tasks: list[int | str] | str | None = Field(default=None, description="None: the tasks adapted on (demos.tasks)")
+    episodes_per_task: int = Field(default=10, ge=1, le=50)
+    seeds: list[int] = [0]
+    num_workers: int = Field(default=2, ge=1)
+    horizon: int | None = Field(default=None, ge=1, description="None: the suite's standard budget")
+    video_episodes: int = Field(default=0, ge=0)
+
+
 class Recipe(Strict):
     """One benchmark run: ``dlr run <recipe.yaml>`` executes its stages in order."""
 
@@ -148,7 +193,13 @@ def validate_recipe(data: dict, source: str = "<recipe>") -> Recipe:
 
 def stage_models() -> dict[str, type[BaseModel]]:
     """Config models of the stages that exist, by recipe section."""
-    models: dict[str, type[BaseModel]] = {}
+    from adaptation.adapt import AdaptConfig
+
+    models: dict[str, type[BaseModel]] = {
+        "pretraining": PretrainStageConfig,
+        "adaptation": AdaptConfig,
+        "evaluation": EvalStageConfig,
+    }
     try:
         from generation.dlr.pipeline import GenerationConfig
 

@@ -4,6 +4,7 @@ writes its own with a manifest, and is skipped when complete for the same config
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,3 +83,131 @@ def run_recipe(
         log.info("stage %s done in %.1fs -> %s", name, timings[name], outputs[name])
     write_json_atomic(run_dir / "timings.json", timings)
     return outputs
+
+
+def _dataset_size(root: Path) -> int:
+    import json
+
+    return int(json.loads((root / "meta" / "info.json").read_text())["total_episodes"])
+
+
+def pretraining_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
+    """Every (arch, source, size) pretraining run of the recipe, with its dataset and output."""
+    cfg = section(recipe, "pretraining")
+    runs = []
+    for arch in cfg.archs:
+        for source in cfg.sources:
+            for size in cfg.sizes:
+                data = run_dir / "datasets" / source / size
+                runs.append({"arch": arch, "source": source, "size_name": size, "dataset": data,
+                             "out": run_dir / "pretraining" / arch / source / size})  # fmt: skip
+    return runs
+
+
+def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
+    from pretraining.train import PretrainConfig, train
+
+    cfg = section(recipe, "pretraining")
+    for r in pretraining_runs(recipe, run_dir):
+        if not (r["dataset"] / "meta" / "info.json").is_file():
+            raise FileNotFoundError(
+                f"pretraining needs the dataset {r['dataset']}: run the generation stage first "
+                f"(or remove {r['source']!r}/{r['size_name']!r} from pretraining.sources/sizes)"
+            )
+        if force and r["out"].exists():
+            shutil.rmtree(r["out"])
+        log.info("pretraining %s on %s/%s", r["arch"], r["source"], r["size_name"])
+        train(PretrainConfig(
+            arch=r["arch"], preset=cfg.preset, dataset_roots=[str(r["dataset"])], output_dir=str(r["out"]),
+            steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+            grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=recipe.seed,
+            image_size=cfg.image_size or recipe.demos.image_size, save_every=cfg.save_every,
+            num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
+        ))  # fmt: skip
+    return run_dir / "pretraining"
+
+
+def adaptation_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
+    """Every adaptation run: each pretrained checkpoint and a non-pretrained one (source none)."""
+    pre = section(recipe, "pretraining")
+    ada = section(recipe, "adaptation")
+    runs = []
+    for arch in pre.archs:
+        bases = [("none", "n0", None, 0)]
+        for r in pretraining_runs(recipe, run_dir):
+            if r["arch"] == arch:
+                size = _dataset_size(r["dataset"]) if (r["dataset"] / "meta").is_dir() else -1
+                bases.append((r["source"], r["size_name"], r["out"], size))
+        for source, size_name, ckpt, size in bases:
+            for suite in ada.suites:
+                runs.append({"arch": arch, "source": source, "size_name": size_name, "size": size,
+                             "pretrained": ckpt, "suite": suite,
+                             "out": run_dir / "adaptation" / arch / source / size_name / suite})  # fmt: skip
+    return runs
+
+
+def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
+    from adaptation.adapt import adapt
+
+    pre = section(recipe, "pretraining")
+    ada = section(recipe, "adaptation")
+    for r in adaptation_runs(recipe, run_dir):
+        demos = run_dir / "demos" / r["suite"]
+        if not (demos / "meta" / "info.json").is_file():
+            raise FileNotFoundError(
+                f"adaptation to {r['suite']} needs demonstrations at {demos}: set demos.suite: "
+                f"{r['suite']} and run the demos stage"
+            )
+        if force and r["out"].exists():
+            shutil.rmtree(r["out"])
+        log.info("adapting %s/%s/%s to %s (%s)", r["arch"], r["source"], r["size_name"], r["suite"], ada.method)
+        adapt(ada, arch=r["arch"], preset=pre.preset, dataset_roots=[demos], out_dir=r["out"],
+              pretrained=r["pretrained"], image_size=pre.image_size or recipe.demos.image_size,
+              policy_overrides=dict(pre.policy_overrides))  # fmt: skip
+    return run_dir / "adaptation"
+
+
+def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
+    from evaluation.closed_loop import evaluate
+
+    cfg = section(recipe, "evaluation")
+    out = run_dir / "evaluation"
+    if force and out.exists():
+        shutil.rmtree(out)
+    for r in adaptation_runs(recipe, run_dir):
+        if not (r["out"] / "config.json").is_file():
+            raise FileNotFoundError(f"no adapted checkpoint at {r['out']}: run the adaptation stage first")
+        evaluate(
+            str(r["out"]), arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
+            tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
+            seeds=cfg.seeds, num_workers=cfg.num_workers, out_dir=out, horizon=cfg.horizon,
+            video_episodes=cfg.video_episodes,
+        )  # fmt: skip
+    return out / "results.parquet"
+
+
+def _eval_tasks(recipe: Recipe, cfg, suite: str):
+    tasks = cfg.tasks
+    if tasks is None:  # the tasks adapted on
+        tasks = recipe.demos.tasks if suite == recipe.demos.suite else "all"
+    if tasks == "all":
+        return None
+    from generation.envs.suites import parse_tasks
+
+    return [t.index for t in parse_tasks(suite, tasks)]
+
+
+def run_report(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
+    from evaluation.report import build_report
+
+    outputs = build_report(run_dir)
+    log.info("report: %d files in %s", len(outputs), run_dir / "report")
+    return run_dir / "report" / "report.md"
+
+
+STAGES.update(
+    pretraining=run_pretraining,
+    adaptation=run_adaptation,
+    evaluation=run_evaluation,
+    report=run_report,
+)
