@@ -1,0 +1,238 @@
+"""The benchmark report: pure functions of a run's results, diversity metrics and datasets.
+
+``build_report(runs/<x>)`` reads ``evaluation/results.parquet``, ``evaluation/diversity.parquet``
+and the generated datasets (``datasets/<source>/full``) and writes into ``report/``:
+  - ``success``: Table 2 of the paper, arch x pretraining source x suite success % (Wilson 95%
+    CI), plus the average over suites (.md .csv .tex);
+  - ``diversity``: Table 1, metrics x sources with a DLR/O2O ratio (.md .csv .tex);
+  - ``scaling_<arch>.png``: success vs pretraining size, one line per source, CI bands;
+  - ``tsne.png`` and ``pairwise_distances.png`` of end-effector trajectories;
+  - ``report.md``: an index embedding all of them.
+It never runs a model; whatever input is missing skips its part with a note.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.stats import format_rate, pool, suite_average
+
+log = logging.getLogger(__name__)
+
+SUITE_LABELS = {
+    "libero_spatial": "Spatial",
+    "libero_object": "Object",
+    "libero_goal": "Goal",
+    "libero_10": "Long",
+    "libero_90": "LIBERO-90",
+}
+SOURCE_ORDER = ("none", "o2o", "dlr", "mi")
+SOURCE_LABELS = {"none": "none", "o2o": "O2O-RL", "dlr": "DLR", "mi": "MI-RL"}
+AVG = "avg"
+
+
+def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
+    present = list(dict.fromkeys(values))
+    return [v for v in order if v in present] + sorted(v for v in present if v not in order)
+
+
+# --------------------------------------------------------------------------- Table 2: success
+def success_long(results: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x source x suite (plus ``avg``) at each run's largest pretraining size.
+
+    Tasks and seeds are pooled (Wilson CI of the pooled counts); ``avg`` is the mean of the
+    suite success rates, as in the paper, with the CI of all episodes pooled.
+    """
+    if results.empty:
+        return pd.DataFrame()
+    largest = results.groupby(["arch", "source"])["size"].transform("max")
+    df = results[results["size"] == largest]
+    per_suite = pool(df, ["arch", "source", "size", "suite"])
+    avg = suite_average(per_suite, ["arch", "source", "size"]).assign(suite=AVG)
+    return pd.concat([per_suite, avg], ignore_index=True)
+
+
+def success_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 2 as (display strings, numbers): rows arch x source, columns suites and avg."""
+    long = success_long(results)
+    if long.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    suites = _ordered([s for s in long["suite"] if s != AVG], list(SUITE_LABELS))
+    columns = [*suites, AVG] if len(suites) > 1 else suites
+    display_rows, number_rows = [], []
+    for arch in sorted(long["arch"].unique()):
+        sub = long[long["arch"] == arch]
+        for source in _ordered(sub["source"].tolist(), SOURCE_ORDER):
+            cells = sub[sub["source"] == source].set_index("suite")
+            size = int(cells["size"].iloc[0])
+            shown = {"arch": arch, "source": SOURCE_LABELS.get(source, source), "size": size}
+            numbers = {"arch": arch, "source": source, "size": size}
+            for suite in columns:
+                label = SUITE_LABELS.get(suite, suite) if suite != AVG else "Avg"
+                if suite in cells.index:
+                    c = cells.loc[suite]
+                    shown[label] = format_rate(c["success_rate"], c["ci_low"], c["ci_high"])
+                    numbers[f"{suite}_success_rate"] = float(c["success_rate"])
+                    numbers[f"{suite}_ci_low"] = float(c["ci_low"])
+                    numbers[f"{suite}_ci_high"] = float(c["ci_high"])
+                    numbers[f"{suite}_episodes"] = int(c["episodes"])
+                else:
+                    shown[label] = "-"
+            display_rows.append(shown)
+            number_rows.append(numbers)
+    return pd.DataFrame(display_rows), pd.DataFrame(number_rows)
+
+
+# --------------------------------------------------------------------------- Table 1: diversity
+def diversity_table(diversity: pd.DataFrame, num: str = "dlr", den: str = "o2o") -> pd.DataFrame:
+    """Metrics x sources (mean over tasks), plus a ``num/den`` ratio column when both exist."""
+    if diversity.empty:
+        return pd.DataFrame()
+    wide = diversity.pivot_table(index="metric", columns="source", values="value", aggfunc="mean")
+    sources = _ordered(wide.columns.tolist(), [s for s in SOURCE_ORDER if s != "none"])
+    metrics = list(dict.fromkeys(diversity["metric"]))
+    wide = wide.loc[metrics, sources]
+    if num in wide.columns and den in wide.columns:
+        wide[f"{num}/{den}"] = wide[num] / wide[den].where(wide[den] != 0)
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+# --------------------------------------------------------------------------- table formats
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if pd.isna(value) else f"{value:.4g}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                 ("#", r"\#"), ("$", r"\$")):  # fmt: skip
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(df: pd.DataFrame, caption: str = "") -> str:
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{" + "l" * df.shape[1] + "}",
+             r"\toprule", " & ".join(_tex_escape(str(c)) for c in df.columns) + r" \\",
+             r"\midrule"]  # fmt: skip
+    for row in df.itertuples(index=False):
+        lines.append(" & ".join(_tex_escape(_cell(v)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(r"\caption{" + _tex_escape(caption) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_table(
+    display: pd.DataFrame, numbers: pd.DataFrame, out_dir: Path, name: str, caption: str
+) -> dict[str, Path]:
+    """``<name>.md`` and ``<name>.tex`` from the display strings, ``<name>.csv`` from numbers."""
+    out = {
+        f"{name}_md": _write_text(out_dir / f"{name}.md", to_markdown(display)),
+        f"{name}_tex": _write_text(out_dir / f"{name}.tex", to_latex(display, caption)),
+    }
+    tmp = out_dir / f".{name}.csv.tmp-{os.getpid()}"
+    numbers.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / f"{name}.csv")
+    out[f"{name}_csv"] = out_dir / f"{name}.csv"
+    return out
+
+
+# --------------------------------------------------------------------------- the whole report
+def find_dataset_roots(run_dir: Path) -> dict[str, Path]:
+    """``datasets/<source>/full`` folders that hold a LeRobot dataset, by source."""
+    roots = {}
+    for info in sorted((run_dir / "datasets").glob("*/full/meta/info.json")):
+        roots[info.parents[2].name] = info.parents[1]
+    return roots
+
+
+def build_report(
+    run_dir: str | Path, dataset_roots: Mapping[str, str | Path] | None = None
+) -> dict[str, Path]:
+    """Write every table and plot whose inputs exist into ``run_dir/report``; return their paths.
+
+    ``dataset_roots`` (source -> LeRobot dataset) defaults to ``datasets/<source>/full``.
+    """
+    from evaluation import plots
+
+    run_dir = Path(run_dir)
+    out_dir = run_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, Path] = {}
+    sections: list[str] = [f"# DLR-Bench report: {run_dir.name}\n"]
+
+    results_path = run_dir / "evaluation" / "results.parquet"
+    results = pd.read_parquet(results_path) if results_path.is_file() else pd.DataFrame()
+    sections.append("## Downstream success (Table 2)\n")
+    if results.empty:
+        sections.append(f"_Skipped: no evaluation results at `{results_path}`._\n")
+    else:
+        display, numbers = success_table(results)
+        outputs |= write_table(display, numbers, out_dir, "success",
+                               "Success % (Wilson 95% CI) at the largest pretraining size")  # fmt: skip
+        sections.append(
+            "Success % with Wilson 95% CI, tasks and seeds pooled, at each run's largest "
+            "pretraining size; Avg is the mean over suites.\n\n" + to_markdown(display)
+            + "\n[csv](success.csv) · [tex](success.tex)\n"
+        )  # fmt: skip
+
+    diversity_path = run_dir / "evaluation" / "diversity.parquet"
+    diversity = pd.read_parquet(diversity_path) if diversity_path.is_file() else pd.DataFrame()
+    sections.append("## Trajectory diversity (Table 1)\n")
+    if diversity.empty:
+        sections.append(f"_Skipped: no diversity metrics at `{diversity_path}`._\n")
+    else:
+        table = diversity_table(diversity)
+        outputs |= write_table(table, table, out_dir, "diversity", "Trajectory diversity")
+        sections.append("Mean over tasks.\n\n" + to_markdown(table)
+                        + "\n[csv](diversity.csv) · [tex](diversity.tex)\n")  # fmt: skip
+
+    sections.append("## Scaling with pretraining data\n")
+    if results.empty:
+        sections.append("_Skipped: no evaluation results._\n")
+    else:
+        for arch, path in plots.scaling_curves(results, out_dir).items():
+            outputs[f"scaling_{arch}"] = path
+            sections.append(f"### {arch}\n\n![scaling {arch}]({path.name})\n")
+
+    sections.append("## Trajectories\n")
+    roots = {k: Path(v) for k, v in (dataset_roots or find_dataset_roots(run_dir)).items()}
+    if not roots:
+        sections.append(f"_Skipped: no datasets under `{run_dir / 'datasets'}`._\n")
+    else:
+        trajectories = plots.load_trajectories(roots)
+        for name, path in (
+            ("tsne", plots.tsne_plot(trajectories, out_dir / "tsne.png")),
+            ("pairwise_distances", plots.pairwise_plot(trajectories, out_dir / "pairwise_distances.png")),
+        ):  # fmt: skip
+            if path is None:
+                sections.append(f"_{name}: too few episodes to plot._\n")
+                continue
+            outputs[name] = path
+            sections.append(f"![{name}]({path.name})\n")
+
+    outputs["report"] = _write_text(out_dir / "report.md", "\n".join(sections))
+    log.info("report of %s written to %s (%d files)", run_dir, out_dir, len(outputs))
+    return outputs

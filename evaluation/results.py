@@ -1,0 +1,60 @@
+"""The results file: one row per arch x source x size x suite x task x seed (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.stats import RESULT_COLUMNS, RESULT_KEY
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path``: several evaluations may merge into one file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """The results table, or an empty one with the schema's columns if there is none yet."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    return pd.read_parquet(path)
+
+
+def merge_results(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Merge ``df`` into the parquet at ``path`` by key (new rows win); write atomically.
+
+    Returns the merged table.
+    """
+    path = Path(path)
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"results rows lack column(s) {missing}; expected {list(RESULT_COLUMNS)}")
+    key = list(RESULT_KEY)
+    with _locked(path):
+        old = read_results(path)
+        frames = [f for f in (old, df) if len(f)]
+        merged = pd.concat(frames, ignore_index=True) if frames else df.copy()
+        merged["size"] = merged["size"].astype(int)
+        merged["seed"] = merged["seed"].astype(int)
+        merged = merged.drop_duplicates(subset=key, keep="last")
+        merged = merged.sort_values(key).reset_index(drop=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        merged.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    log.info("merged %d row(s) into %s (%d rows)", len(df), path, len(merged))
+    return merged
