@@ -19,10 +19,10 @@ class Strict(BaseModel):
 class DemosConfig(Strict):
     """Scripted multi-strategy demonstrations (the stand-in for human teleoperation)."""
 
-    suite: Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"] = (
-        "libero_object"
+    suites: list[Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]] = Field(
+        default=["libero_spatial"], min_length=1, description="held-out suites that adaptation trains on"
     )
-    tasks: list[int | str] | str = Field(default="all", description="'all', '0-3', '0,2' or a list")
+    tasks: list[int | str] | str = Field(default="all", description="'all', '0-3', '0,2' or a list (per suite)")
     episodes_per_task: int = Field(default=12, gt=0)
     image_size: int = Field(default=128, ge=16, le=512)
     wrist_image: bool = False
@@ -36,9 +36,8 @@ class DemosConfig(Strict):
     def _tasks_exist(cls, v, info):
         from generation.envs.suites import parse_tasks
 
-        parse_tasks(
-            info.data.get("suite", "libero_object"), v
-        )  # raises ValueError listing valid tasks
+        for suite in info.data.get("suites") or []:
+            parse_tasks(suite, v)  # raises ValueError listing valid tasks
         return v
 
 

@@ -23,23 +23,21 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.envs.suites import parse_tasks
 
     cfg = recipe.demos
-    out = run_dir / "demos" / cfg.suite
-    stage_cfg = {"demos": cfg.model_dump(mode="json"), "seed": recipe.seed}
-    if not force and is_complete(out, stage_cfg):
-        log.info("demos: complete for this config, skipped (%s)", out)
-        return out
-    tasks = parse_tasks(cfg.suite, cfg.tasks)
-    spec = DatasetSpec(
-        image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos
-    )
-    summary = collect_demos(
-        tasks, cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers, seed=recipe.seed,
-        render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
-    )  # fmt: skip
-    # the dataset was renamed into place: the manifest goes in afterwards
-    with stage(out, stage_cfg, "demos", seed=recipe.seed) as results:
-        results.update(summary)
-    return out
+    spec = DatasetSpec(image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos)
+    for suite in cfg.suites:
+        out = run_dir / "demos" / suite
+        stage_cfg = {"demos": cfg.model_dump(mode="json", exclude={"suites"}), "suite": suite, "seed": recipe.seed}
+        if not force and is_complete(out, stage_cfg):
+            log.info("demos: %s complete for this config, skipped (%s)", suite, out)
+            continue
+        summary = collect_demos(
+            parse_tasks(suite, cfg.tasks), cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
+            seed=recipe.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
+        )  # fmt: skip
+        # the dataset was renamed into place: the manifest goes in afterwards
+        with stage(out, stage_cfg, "demos", seed=recipe.seed) as results:
+            results.update(summary)
+    return run_dir / "demos"
 
 
 def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
@@ -155,7 +153,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         demos = run_dir / "demos" / r["suite"]
         if not (demos / "meta" / "info.json").is_file():
             raise FileNotFoundError(
-                f"adaptation to {r['suite']} needs demonstrations at {demos}: set demos.suite: "
+                f"adaptation to {r['suite']} needs demonstrations at {demos}: add it to demos.suites "
                 f"{r['suite']} and run the demos stage"
             )
         if force and r["out"].exists():
@@ -189,7 +187,7 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 def _eval_tasks(recipe: Recipe, cfg, suite: str):
     tasks = cfg.tasks
     if tasks is None:  # the tasks adapted on
-        tasks = recipe.demos.tasks if suite == recipe.demos.suite else "all"
+        tasks = recipe.demos.tasks if suite in recipe.demos.suites else "all"
     if tasks == "all":
         return None
     from generation.envs.suites import parse_tasks

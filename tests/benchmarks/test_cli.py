@@ -44,7 +44,7 @@ def test_run_tiny_recipe_end_to_end_and_skip_when_complete(tmp_path, capsys):
         "name": "tiny",
         "run_dir": str(tmp_path / "run"),
         "stages": ["demos"],
-        "demos": {"suite": "libero_object", "tasks": [0], "episodes_per_task": 3, "image_size": 32, "num_workers": 1},
+        "demos": {"suites": ["libero_object"], "tasks": [0], "episodes_per_task": 3, "image_size": 32, "num_workers": 1},
     }
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(recipe))
