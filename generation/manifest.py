@@ -105,3 +105,27 @@ def stage(stage_dir: str | Path, config: Any, name: str, seed: int | None = None
             "results": results,
         },
     )
+
+
+def update_manifest(stage_dir: str | Path, **fields: Any) -> dict:
+    """Merge ``fields`` (status, steps done, wall time, ...) into the manifest, atomically."""
+    stage_dir = Path(stage_dir)
+    manifest = read_manifest(stage_dir) or {"code_version": code_version()}
+    manifest.update(fields)
+    manifest["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(stage_dir / MANIFEST, manifest)
+    return manifest
+
+
+def publish_dir(tmp_dir: str | Path, out_dir: str | Path) -> None:
+    """Move every entry of ``tmp_dir`` into ``out_dir`` by rename, replacing older ones."""
+    import shutil
+
+    tmp_dir, out_dir = Path(tmp_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for entry in tmp_dir.iterdir():
+        target = out_dir / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp_dir.rmdir()

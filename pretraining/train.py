@@ -27,10 +27,11 @@ from lerobot.policies.factory import make_policy, make_pre_post_processors
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
+from generation.manifest import config_hash, publish_dir, read_manifest
+from generation.manifest import update_manifest as write_manifest
 from pretraining.data import load_mixture, make_loader
 from pretraining.factory import PRESETS, canonical_arch, count_parameters, make_config
 from pretraining.lora import apply_lora, load_weights, save_adapter_meta, save_lora_base
-from pretraining.manifest import config_hash, publish_dir, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
