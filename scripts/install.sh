@@ -38,4 +38,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e plugins/lerobot_policy_dlr --no-deps
   echo "$want" > "$stamp"
 fi
+# robosuite warns at every import until it has a private macro file: give it its defaults
+.venv/bin/python - <<'PY'
+import importlib.util, pathlib, shutil
+spec = importlib.util.find_spec("robosuite")
+if spec and spec.origin:
+    root = pathlib.Path(spec.origin).parent
+    if not (root / "macros_private.py").exists():
+        shutil.copy(root / "macros.py", root / "macros_private.py")
+PY
 echo "[install] ok: $(.venv/bin/python --version), package dlr-bench in .venv"

@@ -78,7 +78,11 @@ def collect_episode(
         )
     if rng is None:
         rng = np.random.default_rng(
-            [seed if seed is not None else 0, init_state_index if init_state_index is not None else -1, strategy_id]
+            [
+                seed if seed is not None else 0,
+                init_state_index if init_state_index is not None else -1,
+                strategy_id,
+            ]
         )
     obs, info = env.reset(init_state_index=init_state_index, seed=seed)
     noise, ctrl = demonstrator.noise, demonstrator.controller
@@ -112,6 +116,13 @@ def collect_episode(
                 a = ctrl.action(pos, rot, wp)
                 a[:6] += wp.noise * noise.sample(rng)
                 step(a)
+            log.debug(
+                "%s: %-12s t=%d eef=%s",
+                env.task.key,
+                wp.label,
+                len(actions),
+                np.round(eef_pose(env)[0], 3),
+            )
     except _Finished:
         pass
     return Episode(

@@ -129,7 +129,9 @@ def table_height(env) -> float:
     return float(np.median(tops)) if tops else 0.0
 
 
-def obstacles_top(env, exclude: tuple[str, ...], near: np.ndarray | None = None, radius: float = 1e9) -> float:
+def obstacles_top(
+    env, exclude: tuple[str, ...], near: np.ndarray | None = None, radius: float = 1e9
+) -> float:
     """Highest top among objects and fixtures (minus ``exclude``) whose footprint is within
     ``radius`` of the xy points ``near`` (all objects when ``near`` is None)."""
     env_ = env.raw.env
@@ -156,3 +158,34 @@ def yaw_for_finger_axis(direction_xy: np.ndarray) -> float:
     phi = float(np.arctan2(direction_xy[1], direction_xy[0]))
     yaw = phi - np.pi / 2
     return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+
+
+def scene_boxes(env, exclude: tuple[str, ...] = ()) -> np.ndarray:
+    """(n, 2, 3) world AABBs (lo, hi) of every collision geom except the robot's, the floor /
+    table tops, and the subtrees of the ``exclude`` objects."""
+    sim, m = env.sim, env.sim.model
+    skip = set()
+    for name in exclude:
+        skip.update(collision_geoms(sim, body_id(env, name)))
+    boxes = []
+    for g in range(m.ngeom):
+        if g in skip or (m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0):
+            continue
+        body = m.body_id2name(m.geom_bodyid[g]) or ""
+        if body.startswith(("robot0", "gripper0", "mount0")) or m.geom_type[g] == 0:  # 0: plane
+            continue
+        pts = geom_corners(sim, [g])
+        lo, hi = pts.min(0), pts.max(0)
+        if np.any(hi[:2] - lo[:2] > 0.6):  # table tops, walls: too big to matter sideways
+            continue
+        boxes.append((lo, hi))
+    return np.asarray(boxes).reshape(-1, 2, 3)
+
+
+def blocked(boxes: np.ndarray, points: np.ndarray, margin: float = 0.01) -> np.ndarray:
+    """Which of the (k, 3) ``points`` lie inside any box grown by ``margin``."""
+    pts = np.atleast_2d(points)[:, None, :]
+    inside = np.all(
+        (pts > boxes[None, :, 0] - margin) & (pts < boxes[None, :, 1] + margin), axis=-1
+    )
+    return inside.any(axis=1)

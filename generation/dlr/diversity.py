@@ -129,7 +129,9 @@ def diversity_metrics(
     }
 
 
-def diversity_table(trajs_by_source_task: Mapping[tuple[str, str], Trajectories], **kw) -> pd.DataFrame:
+def diversity_table(
+    trajs_by_source_task: Mapping[tuple[str, str], Trajectories], **kw
+) -> pd.DataFrame:
     """Rows ``source, task, metric, value`` (ARCHITECTURE.md's diversity.parquet)."""
     rows = []
     for (source, task), trajs in trajs_by_source_task.items():
