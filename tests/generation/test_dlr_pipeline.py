@@ -1,0 +1,126 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from test_dlr_synthetic import synthetic_demos
+
+from generation.dlr import datasets as ds
+from generation.dlr.steps import read_manifest, run_step
+
+
+def test_matched_sizes_are_exactly_equal_and_nested():
+    eps = synthetic_demos(per_strategy=10)
+    available = {
+        "dlr": {0: eps[:7], 1: eps[10:19], 2: eps[20:25]},  # pattern 2 has only 5
+        "o2o": {-1: eps[:20]},
+    }
+    matched = ds.matched_episodes(available, target=30)
+    assert len(matched["dlr"]) == len(matched["o2o"]) == 15  # 3 patterns x 5
+    patterns = [
+        next(k for k, v in available["dlr"].items() if any(e is x for x in v))
+        for e in matched["dlr"]
+    ]
+    assert patterns == [0, 1, 2] * 5  # balanced, round-robin
+    sizes = ds.subset_dirs([3, 6, 50], smallest_task=15)
+    assert sizes == [("n3", 3), ("n6", 6), ("full", None)]
+    subsets = [matched["dlr"][:n] for _, n in sizes]  # [:None] is all
+    assert all(
+        a == b[: len(a)] for a, b in zip(subsets, subsets[1:], strict=False)
+    )  # n1 ⊂ n2 ⊂ full
+    # a pattern RL never solved is left out; the others stay balanced
+    two = {"dlr": {0: eps[:7], 1: eps[10:19], 2: []}, "o2o": {-1: eps[:20]}}
+    m2 = ds.matched_episodes(two, target=30)
+    assert len(m2["dlr"]) == len(m2["o2o"]) == 14
+    # O2O's supply limits DLR too
+    assert ds.matched_per_task_count({"dlr": available["dlr"], "o2o": {-1: eps[:8]}}, 30) == 6
+
+
+def test_step_is_skipped_when_complete_for_same_config(tmp_path):
+    calls = []
+
+    def fn(d):
+        calls.append(1)
+        return {"value": len(calls)}
+
+    assert run_step(tmp_path / "s", {"a": 1}, fn) == {"value": 1}
+    assert run_step(tmp_path / "s", {"a": 1}, fn) == {"value": 1} and len(calls) == 1
+    m = read_manifest(tmp_path / "s")
+    assert m["status"] == "complete" and m["wall_time_s"] >= 0 and m["config"] == {"a": 1}
+    assert run_step(tmp_path / "s", {"a": 2}, fn) == {"value": 2}  # new config: reruns
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
+    for var, sub in (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    import torch
+
+    from generation.data.reader import load_episodes, read_episode_meta
+    from generation.dlr.pipeline import GenerationConfig, run_generation
+
+    torch.set_num_threads(1)
+    cfg = GenerationConfig.model_validate(
+        {
+            "suite": "libero_object",
+            "tasks": [0],
+            "num_patterns": 2,
+            "demos_per_strategy": 1,
+            "horizon": 20,
+            "num_envs": 2,
+            "env_steps_per_pattern": 40,
+            "vae": {"epochs": 3, "restarts": 1},
+            "bc": {"epochs": 3, "hidden": 32},
+            "ppo": {"num_steps": 10, "update_epochs": 1, "num_minibatches": 1, "critic_hidden": 16},
+            "eval_episodes": 0,
+            "episodes_per_task": 2,
+            "subset_sizes": [1],
+            "max_attempts_per_kept": 1,
+            "keep_failures": True,
+            "image_size": 32,
+            "sources": ["dlr", "o2o", "mi"],
+        }
+    )
+    run = tmp_path / "run"
+    summary = run_generation(cfg, run)
+    tdir = run / "generation" / "libero_object" / "0"
+    for step in [
+        "demos",
+        "discover",
+        "learn",
+        "reinforce/dlr/pattern_0",
+        "reinforce/dlr/pattern_1",
+        "reinforce/o2o",
+        "reinforce/mi",
+        "rollouts/dlr",
+        "rollouts/o2o",
+    ]:
+        assert read_manifest(tdir / step)["status"] == "complete", step
+    # equal total budgets: O2O and MI get K x the per-pattern budget
+    o2o_steps = json.loads((tdir / "reinforce/o2o/manifest.json").read_text())["result"][
+        "global_step"
+    ]
+    dlr_steps = sum(
+        read_manifest(tdir / f"reinforce/dlr/pattern_{k}")["result"]["global_step"]
+        for k in range(2)
+    )
+    assert o2o_steps == dlr_steps
+    # matched datasets: exactly equal counts, nested subset, pattern ids balanced
+    full = {s: load_episodes(run / "datasets" / s / "full") for s in ("dlr", "o2o", "mi")}
+    assert len(full["dlr"]) == len(full["o2o"]) == len(full["mi"]) == 2
+    assert sorted(e.pattern_id for e in full["dlr"]) == [0, 1]
+    assert {e.source for e in full["o2o"]} == {"o2o"} and {e.pattern_id for e in full["o2o"]} == {
+        -1
+    }
+    n1 = read_episode_meta(run / "datasets" / "dlr" / "n1")
+    full_meta = read_episode_meta(run / "datasets" / "dlr" / "full")
+    assert len(n1) == 1 and np.array_equal(n1.init_state.iloc[0], full_meta.init_state.iloc[0])
+    assert (run / "datasets" / "diversity.parquet").exists()
+    assert "dlr_over_o2o" in summary["datasets"]
+    # a second run skips every completed step
+    again = run_generation(cfg, run)
+    assert again["datasets"] == summary["datasets"]
+    assert again["wall_time_s"]["total"] < summary["wall_time_s"]["total"]
