@@ -1,0 +1,314 @@
+"""Goal-driven pick-and-place: ``(in obj region)`` and ``(on obj target)`` from the BDDL goal.
+
+Three strategies, chosen to leave visibly different end-effector paths:
+
+0 ``direct``      default grasp (right side of a rim), low straight transport, vertical moves.
+1 ``high_arc``    grasp turned 90 degrees (or the left side of a rim), lift high, over the
+                  top of the scene, come down from high above the target.
+2 ``side_swing``  approach the object diagonally from the side (near side of a rim), swing the load out wide on the
+                  far side of the straight line, arrive at the target from that side.
+
+Grasps: an object narrower than the open gripper is pinched across its footprint's short side,
+no deeper than ~2.5 cm into tall objects; a wider or hollow one (bowls, mugs) is pinched at its
+rim, fingers radial. After closing, a short lift checks the object came along; if not, the
+grasp is retried once from a fresh look at the scene.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from generation.demonstrators import geometry as geo
+from generation.demonstrators.collect import Demonstrator, eef_pose
+from generation.demonstrators.controller import CLOSE, OPEN, Waypoint
+
+GAP = 0.068  # widest object the open fingers take comfortably (open gap ~7.6 cm)
+FINGERTIP_BELOW = 0.013  # fingertips below the grip site
+RIM_NAMES = re.compile(r"bowl|mug|cup|ramekin")
+
+
+REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm stalls beyond
+
+
+def _reachable(env, xy: np.ndarray) -> np.ndarray:
+    """``xy`` pulled towards the robot base so the arm can get there comfortably."""
+    base = env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2]
+    d = xy - base
+    n = np.linalg.norm(d)
+    return base + d * (REACH / n) if n > REACH else xy
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-9 else np.array([1.0, 0.0])
+
+
+def wait_until_still(env, max_checks: int = 12) -> Iterator[Waypoint]:
+    """Hold still while objects are still falling or rocking into place (some scenes start
+    them in the air): the operator looks before reaching."""
+    names = geo.object_names(env)
+    for _ in range(max_checks):
+        before = np.array([env.sim.data.body_xpos[geo.body_id(env, n)] for n in names])
+        pos, rot = eef_pose(env)
+        yaw = float(np.arctan2(-rot[0, 0], rot[1, 0]))  # gripper x-axis is Rz(yaw) @ (0, 1, 0)
+        yield Waypoint(
+            pos, yaw, OPEN, tol=1.0, min_steps=4, max_steps=4, noise=0.0, yaw_tol=9.0, label="look"
+        )
+        after = np.array([env.sim.data.body_xpos[geo.body_id(env, n)] for n in names])
+        if np.abs(after - before).max() < 0.002:
+            return
+
+
+def _palm_hits(boxes: np.ndarray, xy: np.ndarray, z: float, yaw: float) -> int:
+    """How many probe points of the open hand at grip site (xy, z) with ``yaw`` are inside
+    scene geometry: the palm spans ~21 cm along the finger axis from 2.4 cm above the grip
+    site, and the fingers hang ~4 cm either side of it."""
+    f = np.array([-np.sin(yaw), np.cos(yaw)])  # finger axis
+    n = np.array([f[1], -f[0]])  # across the hand, which is ~5 cm thick
+    palm = [
+        [*(xy + f * t + n * w), z + h]
+        for t in np.linspace(-0.1, 0.1, 9)
+        for w in (-0.025, 0.0, 0.025)
+        for h in (0.03, 0.05)
+    ]
+    fingers = [
+        [*(xy + f * t + n * w), z + h]
+        for t in (-0.055, -0.045, -0.035, 0.035, 0.045, 0.055)
+        for w in (-0.01, 0.01)
+        for h in (-0.01, 0.005, 0.02)
+    ]
+    return int(geo.blocked(boxes, np.array(palm + fingers)).sum())
+
+
+class PickPlace(Demonstrator):
+    strategy_names = ("direct", "high_arc", "side_swing")
+
+    def __init__(self, task, obj: str, target: str, relation: str, **kw):
+        super().__init__(task, **kw)
+        self.obj, self.target, self.relation = obj, target, relation
+
+    # ------------------------------------------------------------------ scene queries
+    def target_point(self, env) -> tuple[np.ndarray, float]:
+        """xy where the object's centre goes, and the z of the surface it lands on."""
+        if self.target in env.raw.env.obj_body_id and self.relation == "on":
+            fp = geo.footprint(env, self.target)
+            return fp.center, fp.top
+        site = geo.site_pos(env, self.target)
+        if site is None:
+            raise ValueError(f"{self.task.key}: cannot locate goal target {self.target!r}")
+        return site[:2], float(site[2])
+
+    def grasp(
+        self, env, strategy: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Grasp point (grip-site position), yaw, and the horizontal approach direction."""
+        fp = geo.footprint(env, self.obj)
+        rim = RIM_NAMES.search(self.obj) is not None or fp.width > GAP
+        boxes = geo.scene_boxes(env, exclude=(self.obj,))
+        if not rim:
+            across = np.arctan2(fp.axis_long[0], -fp.axis_long[1])  # angle of the short side
+            options = [across, across + 0.25, across - 0.25]  # tilted a little if need be
+            if fp.length < GAP - 0.01:  # square-ish and small: can be taken either way
+                options.insert(1, across + np.pi / 2)
+            yaws = [geo.yaw_for_finger_axis(np.array([np.cos(a), np.sin(a)])) for a in options]
+            if strategy == 1 and fp.length < GAP - 0.01:
+                yaws[0], yaws[1] = yaws[1], yaws[0]
+            z = max(fp.top - 0.025, fp.bottom + 0.012)
+            xy = fp.center + rng.normal(0, 0.002, 2)
+            hits = [_palm_hits(boxes, xy, z, yaw) for yaw in yaws]
+            return np.array([*xy, z]), yaws[int(np.argmin(hits))], np.zeros(2)
+        # rim grasp: the strategy's side of the rim, unless the palm or outer finger would hit
+        # sides along y keep the wrist near its home yaw (a turned wrist swings the elbow low)
+        prefs = {
+            0: [(0, -1), (0, 1), (-1, 0), (1, 0)],
+            1: [(0, 1), (0, -1), (-1, 0), (1, 0)],
+            2: [(-1, 0), (0, -1), (0, 1), (1, 0)],
+        }[strategy]
+        radius = 0.5 * min(fp.length, fp.width) if fp.width > 0.02 else fp.radius
+        z = fp.top - 0.012
+        best, best_hits = None, 1e9
+        for d in prefs:
+            d = _unit(np.array(d, float) + rng.normal(0, 0.08, 2))
+            xy = fp.center + d * (radius - 0.012)
+            hits = _palm_hits(boxes, xy, z, geo.yaw_for_finger_axis(d))
+            if hits == 0:
+                best = d
+                break
+            if hits < best_hits:
+                best, best_hits = d, hits
+        xy = fp.center + best * (radius - 0.012)
+        return np.array([*xy, z]), geo.yaw_for_finger_axis(best), best
+
+    # ------------------------------------------------------------------ the plan
+    def plan(self, env, strategy: int, rng: np.random.Generator) -> Iterator[Waypoint]:
+        yield from wait_until_still(env)
+        table = geo.table_height(env)
+        for _ in range(3):  # a missed grasp or a dropped load: look again and start over
+            yaw = yield from self._pick(env, strategy, rng, table)
+            if yaw is not None:
+                yield from self._transport(env, strategy, yaw, rng, table)
+            yield from wait_until_still(env)
+            if self.achieved(env):  # only reached inside a longer task (a Sequence)
+                return
+
+    def achieved(self, env) -> bool:
+        return bool(env.raw.env._eval_predicate([self.relation, self.obj, self.target]))
+
+    def _pick(self, env, strategy, rng, table):
+        """Waypoints of one grasp; returns the grasp yaw if the object came along, else None."""
+        grasp, yaw, side = self.grasp(env, strategy, rng)
+        fp = geo.footprint(env, self.obj)
+        body = geo.body_id(env, self.obj)
+        z0 = float(env.sim.data.body_xpos[body][2])
+        clutter = geo.obstacles_top(env, (self.obj,), near=grasp[None], radius=0.12)
+        above = max(fp.top, clutter) + 0.08 + rng.uniform(0, 0.03)
+        pos, _ = eef_pose(env)
+        if strategy == 2:  # come in diagonally from the side
+            off = np.array([0.0, -0.12]) if not side.any() else side * 0.12
+            yield Waypoint(
+                [*_reachable(env, grasp[:2] + off), above + 0.01],
+                yaw,
+                OPEN,
+                tol=0.03,
+                max_steps=45,
+                label="pre_side",
+            )
+            yield Waypoint([*grasp[:2], above], yaw, OPEN, tol=0.015, speed=0.6, label="pre_grasp")
+        else:
+            if strategy == 1:
+                yield Waypoint([*pos[:2], table + 0.33], yaw, OPEN, tol=0.04, label="rise")
+            yield Waypoint([*grasp[:2], above], yaw, OPEN, tol=0.02, label="pre_grasp")
+        yield Waypoint(
+            grasp + [0, 0, 0.03], yaw, OPEN, tol=0.015, speed=0.8, noise=0.5, label="approach"
+        )
+        yield Waypoint(
+            grasp, yaw, OPEN, tol=0.007, speed=0.5, noise=0.2, max_steps=40, label="descend"
+        )
+        yield Waypoint(
+            grasp,
+            yaw,
+            CLOSE,
+            tol=1.0,
+            speed=0.2,
+            noise=0.0,
+            min_steps=10,
+            max_steps=10,
+            label="close",
+        )
+        yield Waypoint(
+            grasp + [0, 0, 0.05], yaw, CLOSE, tol=0.015, speed=0.5, noise=0.3, label="lift_check"
+        )
+        rise = eef_pose(env)[0][2] - grasp[2]
+        # the body origin, not the bottom: a bowl pinched at its rim tilts as it comes up
+        if env.sim.data.body_xpos[body][2] - z0 > 0.35 * rise:  # it came along
+            return yaw
+        yield Waypoint(grasp + [0, 0, 0.08], yaw, OPEN, tol=0.02, min_steps=5, label="regrasp")
+        return None
+
+    def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
+        eef, _ = eef_pose(env)
+        fp = geo.footprint(env, self.obj)
+        hold_xy = eef[:2] - fp.center  # eef relative to the object's centre
+        below = eef[2] - fp.bottom  # how far the load hangs below the grip site
+        goal_xy, surface = self.target_point(env)
+        # a tall load held near its top, or a bowl held by its rim, slips if swung fast
+        rim = RIM_NAMES.search(self.obj) is not None or fp.width > GAP
+        speed = 0.65 if fp.height > 0.1 or rim else 1.0
+        goal_xy = goal_xy + rng.normal(0, 0.004, 2)
+        path = np.stack([eef[:2], goal_xy])
+        clutter = geo.obstacles_top(
+            env, (self.obj,), near=np.linspace(path[0], path[1], 8), radius=0.08
+        )
+        cruise = max(clutter, surface) + below + 0.05 + rng.uniform(0, 0.02)
+        if self.relation == "in":
+            release = surface + below + 0.01
+        else:
+            release = surface + below + 0.015
+        over = max(cruise, release + 0.06)
+        end_xy = goal_xy + hold_xy
+        if strategy == 0:
+            yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
+            yield Waypoint([*end_xy, over], yaw, CLOSE, tol=0.02, speed=speed, label="carry")
+        elif strategy == 1:
+            high = max(cruise + 0.12, table + 0.34) + rng.uniform(0, 0.03)
+            mid = 0.5 * (eef[:2] + end_xy)
+            yield Waypoint(
+                [*eef[:2], high - 0.05], yaw, CLOSE, tol=0.04, speed=speed, label="lift_high"
+            )
+            yield Waypoint(
+                [*_reachable(env, mid), high],
+                yaw,
+                CLOSE,
+                tol=0.05,
+                max_steps=45,
+                speed=speed,
+                label="apex",
+            )
+            yield Waypoint(
+                [*end_xy, high - 0.05], yaw, CLOSE, tol=0.03, speed=speed, label="over_high"
+            )
+        else:
+            line = end_xy - eef[:2]
+            perp = _unit(np.array([-line[1], line[0]]))
+            if perp[0] < 0 or (abs(perp[0]) < 0.2 and perp[1] < 0):
+                perp = -perp  # by preference swing out on the far side (away from the robot)
+            swing = 0.16 + rng.uniform(0, 0.04)
+            options = []
+            for side in (perp, -perp):  # ... unless the other side is clearer
+                mid = _reachable(env, 0.5 * (eef[:2] + end_xy) + side * swing)
+                pts = np.concatenate(
+                    [np.linspace(eef[:2], mid, 6), np.linspace(mid, end_xy + side * 0.08, 6)]
+                )
+                top = geo.obstacles_top(env, (self.obj,), near=pts, radius=0.08)
+                options.append((top, side, mid))
+            if options[1][0] < options[0][0] - 0.01:
+                options.reverse()
+            top, perp, mid = options[0]
+            cruise = max(cruise, top + below + 0.05)
+            over = max(cruise, release + 0.06)
+            yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
+            yield Waypoint(
+                [*mid, cruise + 0.04],
+                yaw,
+                CLOSE,
+                tol=0.05,
+                max_steps=45,
+                speed=speed,
+                label="swing",
+            )
+            yield Waypoint(
+                [*_reachable(env, end_xy + perp * 0.08), over],
+                yaw,
+                CLOSE,
+                tol=0.03,
+                max_steps=45,
+                speed=speed,
+                label="arrive_side",
+            )
+        yield Waypoint(
+            [*end_xy, over], yaw, CLOSE, tol=0.012, noise=0.3, speed=speed, label="above_target"
+        )
+        yield Waypoint(
+            [*end_xy, release],
+            yaw,
+            CLOSE,
+            tol=0.01,
+            speed=0.6,
+            noise=0.2,
+            max_steps=50,
+            label="lower",
+        )
+        yield Waypoint(
+            [*end_xy, release],
+            yaw,
+            OPEN,
+            tol=1.0,
+            noise=0.0,
+            min_steps=8,
+            max_steps=8,
+            label="release",
+        )
+        yield Waypoint([*end_xy, release + 0.10], yaw, OPEN, tol=0.02, label="retreat")

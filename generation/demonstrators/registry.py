@@ -1,0 +1,94 @@
+"""Which task gets which demonstrator, decided from the task's BDDL goal predicates.
+
+A goal of one ``(in obj region)`` or ``(on obj target)`` with a movable ``obj`` gets a
+:class:`PickPlace`; a stove's ``turnon``/``turnoff`` gets a :class:`StoveKnob`; a conjunction of those gets a
+:class:`Sequence`. Drawers and microwaves are not scripted yet.
+Tasks whose scripted solution was measured below the bar are listed in ``UNSUPPORTED`` with
+the reason, so ``has_demonstrator`` only says yes where a demonstrator actually works.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from generation.demonstrators.articulated import StoveKnob
+from generation.demonstrators.collect import Demonstrator
+from generation.demonstrators.pick_place import PickPlace
+from generation.demonstrators.sequence import Sequence, dependency_order
+from generation.envs.suites import TaskSpec, list_tasks
+
+PICK_PLACE = ("in", "on")
+
+# (suite, task name substring) -> why no demonstrator is offered (measured, see module doc)
+UNSUPPORTED: dict[tuple[str, str], str] = {}
+# name fragments of objects the pick-and-place script cannot move
+UNGRASPABLE = {
+    "frypan": "the frying pan must be taken by its handle, which is not scripted",
+    "plate": "a plate is too flat and wide to pinch; pushing is not scripted",
+}
+
+
+@functools.cache
+def _parsed_goal(bddl_file: str) -> tuple[list, set]:
+    import logging
+
+    logging.getLogger("libero").setLevel(logging.WARNING)
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    problem = robosuite_parse_problem(bddl_file)
+    movable = {name for names in problem["objects"].values() for name in names}
+    return [list(p) for p in problem["goal_state"]], movable
+
+
+def _unsupported_reason(task: TaskSpec) -> str | None:
+    for (suite, name), why in UNSUPPORTED.items():
+        if suite == task.suite and name in task.name:
+            return why
+    goal, _ = _parsed_goal(task.bddl_file)
+    for pred in goal:
+        if pred[0] in PICK_PLACE:
+            for pattern, why in UNGRASPABLE.items():
+                if pattern in pred[1]:
+                    return why
+    return None
+
+
+def _build(task: TaskSpec) -> Demonstrator | None:
+    goal, movable = _parsed_goal(task.bddl_file)
+    if len(goal) == 1:
+        return _build_one(task, goal[0], movable)
+    parts = [(goal[i], _build_one(task, goal[i], movable)) for i in dependency_order(goal)]
+    if any(demo is None for _, demo in parts):
+        return None
+    return Sequence(task, parts)
+
+
+def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
+    if pred[0] in PICK_PLACE and len(pred) == 3 and pred[1] in movable:
+        return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
+    if pred[0] in ("turnon", "turnoff") and "stove" in pred[1]:
+        return StoveKnob(task, fixture=pred[1], turn_on=pred[0] == "turnon")
+    return None
+
+
+def has_demonstrator(task: TaskSpec) -> bool:
+    """Whether a scripted demonstrator exists (and was measured to work) for ``task``."""
+    return _unsupported_reason(task) is None and _build(task) is not None
+
+
+def demonstrator_for(task: TaskSpec) -> Demonstrator:
+    """A fresh demonstrator for ``task``; ``ValueError`` naming the covered tasks if none."""
+    demo = None if _unsupported_reason(task) else _build(task)
+    if demo is None:
+        covered = [f"{t.index}: {t.name}" for t in list_tasks(task.suite) if has_demonstrator(t)]
+        why = _unsupported_reason(task) or f"goal {_parsed_goal(task.bddl_file)[0]} is not scripted"
+        listing = "\n  ".join(covered) if covered else "(none)"
+        raise ValueError(
+            f"no scripted demonstrator for {task.key} ({task.name}): {why}. "
+            f"Tasks of {task.suite} with demonstrators:\n  {listing}"
+        )
+    return demo
+
+
+def covered_tasks(suite: str) -> list[TaskSpec]:
+    return [t for t in list_tasks(suite) if has_demonstrator(t)]

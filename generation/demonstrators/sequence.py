@@ -1,0 +1,42 @@
+"""Conjunctive goals: sub-demonstrators run one after another, all with the same strategy.
+
+Order: the BDDL goal's, except that an object which must itself be moved is moved before
+something is put on it (``(on bowl_1 bowl_2) (in bowl_2 tray)``: first bowl_2 into the tray,
+then bowl_1 onto it). A sub-goal that already holds is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from generation.demonstrators.collect import Demonstrator
+from generation.demonstrators.controller import Waypoint
+
+
+def dependency_order(goal: list[list[str]]) -> list[int]:
+    """Indices of ``goal``'s predicates, moves of an object before placements onto it."""
+    order = list(range(len(goal)))
+    moved = {pred[1]: i for i, pred in enumerate(goal) if pred[0] in ("in", "on")}
+    for i, pred in enumerate(goal):
+        if pred[0] in ("in", "on") and len(pred) == 3 and pred[2] in moved:
+            j = moved[pred[2]]
+            if order.index(j) > order.index(i):
+                order.remove(j)
+                order.insert(order.index(i), j)
+    return order
+
+
+class Sequence(Demonstrator):
+    def __init__(self, task, parts: list[tuple[list[str], Demonstrator]], **kw):
+        super().__init__(task, **kw)
+        self.parts = parts
+        n = min(p.n_strategies for _, p in parts)
+        self.strategy_names = tuple(parts[0][1].strategy_names[:n])
+
+    def plan(self, env, strategy: int, rng: np.random.Generator) -> Iterator[Waypoint]:
+        for pred, part in self.parts:
+            if env.raw.env._eval_predicate(pred):
+                continue
+            yield from part.plan(env, strategy, rng)

@@ -1,0 +1,155 @@
+"""Scripted demonstrators: they succeed, their strategies are apart, and episodes replay."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+
+from generation.demonstrators import collect_episode, demonstrator_for, has_demonstrator
+from generation.demonstrators.separation import (
+    nn_strategy_accuracy,
+    path_distances,
+    resample_path,
+    separation_ratio,
+    strategy_separation,
+)
+from generation.demonstrators.sequence import dependency_order
+from generation.envs.suites import get_task
+
+
+@pytest.fixture(scope="module")
+def object_env():
+    from generation.envs.libero_env import LiberoEnv
+
+    env = LiberoEnv(("libero_object", 0))
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def object_episodes(object_env):
+    """LIBERO-Object task 0: every strategy on two init states (shared by several tests)."""
+    demo = demonstrator_for(object_env.task)
+    return [
+        collect_episode(object_env, demo, s, init_state_index=i, seed=0)
+        for s in range(demo.n_strategies)
+        for i in (0, 1)
+    ]
+
+
+# ---------------------------------------------------------------- pure functions
+def test_resample_path_is_even_in_arc_length():
+    path = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]], float)  # a pause, then an L
+    res = resample_path(path, 5)
+    assert res.shape == (5, 3)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(res, axis=0), axis=1), 0.5)
+
+
+def test_separation_of_synthetic_paths():
+    t = np.linspace(0, 1, 30)[:, None]
+    rng = np.random.default_rng(0)
+    low = [
+        np.hstack([t, 0 * t, 0.1 * np.sin(np.pi * t)]) + rng.normal(0, 0.002, (30, 3))
+        for _ in range(4)
+    ]
+    high = [
+        np.hstack([t, 0 * t, 0.4 * np.sin(np.pi * t)]) + rng.normal(0, 0.002, (30, 3))
+        for _ in range(4)
+    ]
+    labels = [0] * 4 + [1] * 4
+    dist = path_distances(low + high)
+    assert separation_ratio(dist, labels) > 5
+    assert nn_strategy_accuracy(dist, labels) == 1.0
+    same = strategy_separation(low + low, labels)
+    assert same["separation_ratio"] < 1.5
+
+
+def test_sequence_moves_a_support_before_stacking_on_it():
+    goal = [["on", "bowl_1", "bowl_2"], ["in", "bowl_2", "tray_region"]]
+    assert dependency_order(goal) == [1, 0]
+    assert dependency_order([["on", "pot", "stove_region"], ["turnon", "stove"]]) == [0, 1]
+
+
+# ---------------------------------------------------------------- registry
+def test_coverage_of_priority_suites():
+    for suite in ("libero_object", "libero_spatial"):
+        for i in range(10):
+            assert has_demonstrator(get_task(suite, i)), f"{suite}/{i}"
+    demo = demonstrator_for(get_task("libero_object", 3))
+    assert demo.n_strategies >= 3 and len(demo.strategy_names) == demo.n_strategies
+
+
+def test_demonstrator_for_unknown_task_names_task_and_covered_ones():
+    task = get_task("libero_goal", "open_the_middle_drawer_of_the_cabinet")
+    assert not has_demonstrator(task)
+    with pytest.raises(ValueError) as err:
+        demonstrator_for(task)
+    msg = str(err.value)
+    assert task.name in msg and "with demonstrators" in msg
+
+
+# ---------------------------------------------------------------- in simulation
+def test_all_strategies_succeed(object_episodes):
+    for ep in object_episodes:
+        assert ep.success, f"strategy {ep.strategy_id} init {ep.init_state_index} failed"
+        assert ep.source == "demo" and ep.suite == "libero_object" and ep.task_index == 0
+        assert ep.actions.shape == (len(ep), 7) and ep.states.shape == (len(ep), 8)
+        assert np.all(np.abs(ep.actions) <= 1.0)
+
+
+def test_strategies_are_apart(object_episodes):
+    sep = strategy_separation(
+        [e.eef_path for e in object_episodes], [e.strategy_id for e in object_episodes]
+    )
+    assert sep["separation_ratio"] > 1.5, sep
+    assert sep["nn_strategy_accuracy"] >= 0.8, sep
+
+
+def test_episode_replays_exactly(object_env, object_episodes):
+    from generation.envs.libero_env import LiberoEnv
+
+    ep = object_episodes[-1]
+    env = LiberoEnv(("libero_object", 0))
+    try:
+        obs, _ = env.reset(init_state=ep.init_state)
+        states, done = [], False
+        for a in ep.actions:
+            assert not done
+            states.append(obs["state"])
+            obs, _, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated
+        assert terminated == ep.success
+        np.testing.assert_allclose(np.stack(states), ep.states, atol=1e-5)
+    finally:
+        env.close()
+
+
+def test_noise_is_seeded_and_makes_episodes_differ(object_env, object_episodes):
+    demo = demonstrator_for(object_env.task)
+    first = object_episodes[0]  # strategy 0, init state 0, seed 0: default rng from those
+    again = collect_episode(object_env, demo, 0, init_state_index=0, seed=0)
+    other = collect_episode(object_env, demo, 0, init_state_index=0, rng=np.random.default_rng(123))
+    np.testing.assert_array_equal(first.actions, again.actions)
+    assert len(other) != len(first) or not np.allclose(other.actions, first.actions)
+    assert other.success
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "suite,task", [("libero_object", 6), ("libero_spatial", 0), ("libero_spatial", 4)]
+)
+def test_more_tasks_succeed(suite, task):
+    from generation.envs.libero_env import LiberoEnv
+
+    env = LiberoEnv((suite, task))
+    demo = demonstrator_for(env.task)
+    try:
+        for s in range(demo.n_strategies):
+            ep = collect_episode(env, demo, s, init_state_index=3, seed=1)
+            assert ep.success, f"{suite}/{task} strategy {s}"
+    finally:
+        env.close()
