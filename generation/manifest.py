@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ def is_complete(stage_dir: str | Path, config: Any) -> bool:
 def stage(stage_dir: str | Path, config: Any, name: str, seed: int | None = None) -> Iterator[dict]:
     """Mark a stage ``running`` on entry and ``complete`` (with wall time) on normal exit.
 
-    The yielded dict may be filled with results; they are saved under ``results``. On an
+    The yielded dict may be filled with results; they are saved under ``result``. On an
     exception the manifest says ``failed`` with the error, and the exception propagates.
     """
     stage_dir = Path(stage_dir)
@@ -102,7 +102,7 @@ def stage(stage_dir: str | Path, config: Any, name: str, seed: int | None = None
             **base,
             "status": "complete",
             "wall_time_s": round(time.time() - t0, 2),
-            "results": results,
+            "result": results,
         },
     )
 
@@ -129,3 +129,20 @@ def publish_dir(tmp_dir: str | Path, out_dir: str | Path) -> None:
             shutil.rmtree(target)
         os.replace(entry, target)
     tmp_dir.rmdir()
+
+
+def run_step(step_dir: str | Path, config: Any, fn: Callable[[Path], dict], name: str | None = None) -> dict:
+    """Run ``fn(step_dir) -> result`` unless ``step_dir`` is complete for this config; then
+    return the recorded result instead."""
+    import logging
+
+    step_dir = Path(step_dir)
+    done = read_manifest(step_dir)
+    if done and done.get("status") == "complete" and done.get("config_hash") == config_hash(config):
+        logging.getLogger(__name__).info("skip %s (complete for this config)", step_dir)
+        return done["result"]
+    step_dir.mkdir(parents=True, exist_ok=True)
+    with stage(step_dir, config, name or step_dir.name) as result:
+        result.update(fn(step_dir))
+    logging.getLogger(__name__).info("done %s", step_dir)
+    return result

@@ -34,9 +34,9 @@ from generation.dlr.mi import MIBonus, MIConfig
 from generation.dlr.policy import load_policy, save_policy
 from generation.dlr.ppo import PPOConfig, train_ppo
 from generation.dlr.rollouts import collect, evaluate
-from generation.dlr.steps import read_manifest, run_step
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
+from generation.manifest import read_manifest, run_step
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class GenerationConfig(BaseModel):
     episodes_per_task: int = Field(30, ge=1, description="episodes per task in each full dataset")
     subset_sizes: list[int] = Field([6, 15], description="per-task sizes of nested subsets")
     max_attempts_per_kept: int = Field(5, ge=1, description="rollout attempts per wanted episode")
-    keep_failures: bool = Field(False, description="tests only: keep failed rollouts too")
+    keep_failures: bool = Field(False, description="keep failed rollouts too (tests and tiny smoke budgets)")
     image_size: int = Field(128, ge=8)
     sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
     seed: int = 0

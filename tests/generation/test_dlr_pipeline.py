@@ -9,7 +9,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from test_dlr_synthetic import synthetic_demos
 
 from generation.dlr import datasets as ds
-from generation.dlr.steps import read_manifest, run_step
+from generation.manifest import read_manifest, run_step
 
 
 def test_matched_sizes_are_exactly_equal_and_nested():
