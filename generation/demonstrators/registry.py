@@ -20,7 +20,45 @@ from generation.envs.suites import TaskSpec, list_tasks
 PICK_PLACE = ("in", "on")
 
 # (suite, task name substring) -> why no demonstrator is offered (measured, see module doc)
-UNSUPPORTED: dict[tuple[str, str], str] = {}
+_LOW = "measured below 90% success (evaluate_demonstrators, 2026-11-25)"
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    (
+        "libero_spatial",
+        "black_bowl_in_the_top_drawer",
+    ): "the open hand does not fit beside a bowl inside the drawer; " + _LOW,
+    ("libero_spatial", "black_bowl_on_the_ramekin"): _LOW,
+    ("libero_spatial", "black_bowl_on_the_wooden_cabinet"): _LOW,
+    ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_front"): _LOW,
+    ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_right"): _LOW,
+    ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_front"): _LOW,
+    ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_right"): _LOW,
+    ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_front"): _LOW,
+    ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_right"): _LOW,
+    ("libero_90", "STUDY_SCENE3_pick_up_the_red_mug"): _LOW,
+    ("libero_90", "STUDY_SCENE4_pick_up_the_book_in_the_middle"): _LOW,
+    ("libero_90", "STUDY_SCENE4_pick_up_the_book_on_the_right"): _LOW,
+    ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _LOW,
+    (
+        "libero_goal",
+        "open_the_top_drawer_and_put_the_bowl_inside",
+    ): "the drawer must be opened first: drawers are not scripted",
+    ("libero_goal", "put_the_bowl_on_the_plate"): _LOW,
+    ("libero_90", "KITCHEN_SCENE10_put_the_black_bowl_in_the_top_drawer"): _LOW,
+    ("libero_90", "KITCHEN_SCENE2_put_the_black_bowl_at_the_front_on_the_plate"): _LOW,
+    ("libero_90", "KITCHEN_SCENE3_put_the_moka_pot_on_the_stove"): _LOW,
+    ("libero_90", "KITCHEN_SCENE4_put_the_black_bowl_in_the_bottom_drawer"): _LOW,
+    ("libero_90", "KITCHEN_SCENE4_put_the_black_bowl_on_top_of_the_cabinet"): _LOW,
+    ("libero_90", "KITCHEN_SCENE4_put_the_wine_bottle_in_the_bottom_drawer"): _LOW,
+    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_in_the_top_drawer"): _LOW,
+    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_the_plate"): _LOW,
+    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_top_of_the_cabinet"): _LOW,
+    ("libero_90", "KITCHEN_SCENE5_put_the_ketchup_in_the_top_drawer"): _LOW,
+    ("libero_90", "KITCHEN_SCENE8_put_the_right_moka_pot_on_the_stove"): _LOW,
+    ("libero_90", "LIVING_ROOM_SCENE2_pick_up_the_orange_juice"): _LOW,
+    ("libero_90", "LIVING_ROOM_SCENE4_pick_up_the_salad_dressing"): _LOW,
+    ("libero_90", "LIVING_ROOM_SCENE4_stack_the_right_bowl_on_the_left_bowl"): _LOW,
+    ("libero_90", "LIVING_ROOM_SCENE5_put_the_red_mug_on_the_left_plate"): _LOW,
+}
 # name fragments of objects the pick-and-place script cannot move
 UNGRASPABLE = {
     "frypan": "the frying pan must be taken by its handle, which is not scripted",
