@@ -72,6 +72,19 @@ def cmd_demos(args) -> int:
     return 0
 
 
+def cmd_demo_quality(args) -> int:
+    from generation.demonstrators.evaluate import evaluate_demonstrators
+
+    table = evaluate_demonstrators(args.suite, args.tasks, n_init=args.init_states, seed=args.seed)
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- run
 def _parse_overrides(pairs: list[str]) -> dict:
     import yaml
@@ -173,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_demos)
+
+    s = sub.add_parser("demo-quality", help="success and strategy separation of the scripted demonstrators")
+    s.add_argument("--suite", default="libero_object")
+    s.add_argument("--tasks", default="all")
+    s.add_argument("--init-states", type=int, default=10, help="init states per task (x every strategy)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="also write the table as CSV")
+    s.set_defaults(func=cmd_demo_quality)
 
     s = sub.add_parser("run", help="run a recipe's stages")
     s.add_argument("recipe", help="path to a recipe YAML (see benchmarks/recipes/)")
