@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from generation.data.episode import Episode, load_episode_npz, save_episode_npz
+from generation.data.episode import load_episode_npz, save_episode_npz
 from generation.data.schema import DatasetSpec
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
@@ -92,22 +92,6 @@ def _collect(job: DemoJob, max_attempts: int = 3) -> dict:
     return {"success": bool(ep.success), "attempts": attempt + 1, "steps": len(ep)}
 
 
-def _render(args) -> Episode:
-    from generation.data.writer import render_by_replay
-
-    path, env_config = args
-    ep = load_episode_npz(path)
-    env = _env(ep_task(ep), EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps}))
-    ep.images = render_by_replay(ep, env)
-    return ep
-
-
-def ep_task(ep: Episode) -> TaskSpec:
-    from generation.envs.suites import get_task
-
-    return get_task(ep.suite, ep.task_index)
-
-
 def _pool(num_workers: int):
     return mp.get_context("forkserver").Pool(num_workers, maxtasksperchild=None)
 
@@ -156,10 +140,10 @@ def collect_demos(
         raise RuntimeError(f"no successful demonstrations for {[t.name for t in tasks]}")
     cameras = ("agentview", "robot0_eye_in_hand") if spec.wrist_image else ("agentview",)
     render_cfg = EnvConfig(cameras=cameras, image_size=spec.image_size, render_mode=render_mode)
-    with _pool(num_workers) as pool:
-        rendered = pool.imap(_render, [(p, render_cfg) for p in keep], chunksize=1)
-        rendered = tqdm(rendered, total=len(keep), desc="render", unit="ep")
-        write_episodes(rendered, out_root, spec=spec, overwrite=True, progress=False)
+    write_episodes(
+        (load_episode_npz(p) for p in keep), out_root, spec=spec, env_config=render_cfg, overwrite=True,
+        render_workers=num_workers,
+    )  # fmt: skip
     return {
         "dataset": str(out_root),
         "episodes": len(keep),

@@ -70,6 +70,30 @@ def render_by_replay(episode: Episode, env) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in frames.items()}
 
 
+_WORKER_ENVS: dict = {}
+
+
+def _render_in_worker(args) -> Episode:
+    """Pool worker: render one episode by replay with a per-process env cache."""
+    from generation.envs.libero_env import EnvConfig, LiberoEnv
+
+    ep, env_config = args
+    cfg = EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps})
+    key = (ep.suite, ep.task_index, cfg.cameras, cfg.image_size, cfg.render_mode, cfg.settle_steps)
+    if key not in _WORKER_ENVS:
+        _WORKER_ENVS[key] = LiberoEnv((ep.suite, ep.task_index), cfg)
+    ep.images = render_by_replay(ep, _WORKER_ENVS[key])
+    return ep
+
+
+def render_parallel(episodes: Iterable[Episode], env_config, workers: int):
+    """Yield ``episodes`` with images rendered by replay in ``workers`` processes, in order."""
+    import multiprocessing as mp
+
+    with mp.get_context("forkserver").Pool(workers) as pool:
+        yield from pool.imap(_render_in_worker, ((ep, env_config) for ep in episodes))
+
+
 def _step_anyway(env, action):
     # Replays may continue past a success the recorder also continued past (post-success tails).
     if env._done:
@@ -105,11 +129,13 @@ def write_episodes(
     overwrite: bool = False,
     image_writer_threads: int = 4,
     progress: bool = True,
+    render_workers: int = 1,
 ) -> Path:
     """Write ``episodes`` to a LeRobot dataset at ``root`` and return ``root``.
 
     ``env_config`` (an EnvConfig) sets how missing images are rendered; by default the
     fast renderer with the agentview camera (and the wrist camera if ``spec.wrist_image``).
+    ``render_workers`` > 1 renders episodes that need images in that many processes.
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -126,6 +152,8 @@ def write_episodes(
     tmp.parent.mkdir(parents=True, exist_ok=True)
     cameras = ("agentview", "robot0_eye_in_hand") if spec.wrist_image else ("agentview",)
     env_config = env_config or EnvConfig(cameras=cameras, image_size=spec.image_size)
+    if render_workers > 1:
+        episodes = render_parallel(episodes, env_config, render_workers)
     ds = LeRobotDataset.create(
         repo_id=repo_id,
         fps=FPS,

@@ -79,6 +79,7 @@ def write_source_datasets(
     repo_prefix: str,
     spec,
     env_config=None,
+    render_workers: int = 1,
 ) -> dict:
     """Write ``out_root/<name>/`` for every (name, per-task size): the first ``size`` episodes
     of each task's ordering (all of them for size ``None``)."""
@@ -99,6 +100,7 @@ def write_source_datasets(
             spec=spec,
             env_config=env_config,
             progress=False,
+            render_workers=render_workers,
         )
         written[name] = {"path": str(root), "episodes": len(episodes), "per_task": size}
         log.info("wrote %s (%d episodes)", root, len(episodes))

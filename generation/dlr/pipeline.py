@@ -323,7 +323,8 @@ def run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         for s in cfg.sources:
             sizes = ds.subset_dirs(cfg.subset_sizes, n_full)
             written[s] = ds.write_source_datasets(
-                ordered[s], d / s, sizes, f"local/dlr_{s}", DatasetSpec(image_size=cfg.image_size)
+                ordered[s], d / s, sizes, f"local/dlr_{s}", DatasetSpec(image_size=cfg.image_size),
+                render_workers=cfg.num_envs,
             )
         table = diversity_table({k: v for k, v in trajs.items() if len(v) > 0})
         table.to_parquet(d / "diversity.parquet", index=False)

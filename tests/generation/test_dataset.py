@@ -109,3 +109,13 @@ def test_episode_cache_round_trip(tmp_path, episodes):
 def test_episode_validates_lengths(episodes):
     with pytest.raises(ValueError, match="disagree in length"):
         Episode(**{**episodes[0].__dict__, "states": episodes[0].states[:-1]})
+
+
+def test_parallel_rendering_matches_sequential(tmp_path, episodes):
+    from generation.data.reader import read_frames
+
+    seq = write_episodes(episodes, tmp_path / "seq", spec=DatasetSpec(image_size=24), progress=False)
+    par = write_episodes(episodes, tmp_path / "par", spec=DatasetSpec(image_size=24), progress=False, render_workers=2)
+    a = read_frames(seq, columns=["index", IMAGE_KEY])
+    b = read_frames(par, columns=["index", IMAGE_KEY])
+    assert len(a) == 21 and [x["bytes"] for x in a[IMAGE_KEY]] == [x["bytes"] for x in b[IMAGE_KEY]]
