@@ -45,6 +45,13 @@ def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
     cfg = section(recipe, "generation")
     _run(cfg, run_dir)
+    # ARCHITECTURE.md: diversity metrics live with the evaluation results
+    table = run_dir / "datasets" / "diversity.parquet"
+    if table.is_file():
+        (run_dir / "evaluation").mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "evaluation" / ".diversity.parquet.tmp"
+        shutil.copyfile(table, tmp)
+        tmp.replace(run_dir / "evaluation" / "diversity.parquet")
     return run_dir / "datasets"
 
 
@@ -170,8 +177,9 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
     cfg = section(recipe, "evaluation")
     out = run_dir / "evaluation"
-    if force and out.exists():
-        shutil.rmtree(out)
+    if force and (out / "episodes").exists():
+        shutil.rmtree(out / "episodes")
+        (out / "results.parquet").unlink(missing_ok=True)
     for r in adaptation_runs(recipe, run_dir):
         if not (r["out"] / "config.json").is_file():
             raise FileNotFoundError(f"no adapted checkpoint at {r['out']}: run the adaptation stage first")
