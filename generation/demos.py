@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from generation.data.episode import load_episode_npz, save_episode_npz
+from generation.data.episode import Episode, load_episode_npz, save_episode_npz
 from generation.data.schema import DatasetSpec
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
@@ -96,6 +96,33 @@ def _pool(num_workers: int):
     return mp.get_context("forkserver").Pool(num_workers, maxtasksperchild=None)
 
 
+def collect_state_only(
+    tasks: list[TaskSpec],
+    episodes_per_task: int,
+    cache_dir: str | Path,
+    num_workers: int = 2,
+    seed: int = 0,
+) -> tuple[list[DemoJob], list[Episode]]:
+    """State-only scripted demos (strategies round-robin, init states cycled), each cached in
+    ``cache_dir`` as it finishes so that a rerun collects only what is missing."""
+    jobs = plan_jobs(tasks, episodes_per_task, Path(cache_dir), seed)
+    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
+    if len(todo) < len(jobs):
+        log.info(
+            "resuming: %d of %d demos already cached in %s",
+            len(jobs) - len(todo),
+            len(jobs),
+            cache_dir,
+        )
+    if todo:
+        with _pool(num_workers) as pool:
+            for _ in tqdm(
+                pool.imap_unordered(_collect, todo), total=len(todo), desc="demos", unit="ep"
+            ):
+                pass
+    return jobs, [load_episode_npz(j.cache_path) for j in jobs]
+
+
 def collect_demos(
     tasks: list[TaskSpec],
     episodes_per_task: int,
@@ -112,22 +139,7 @@ def collect_demos(
     spec = spec or DatasetSpec()
     out_root = Path(out_root)
     cache_dir = out_root.parent / f".{out_root.name}.cache"
-    jobs = plan_jobs(tasks, episodes_per_task, cache_dir, seed)
-    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
-    if len(todo) < len(jobs):
-        log.info(
-            "resuming: %d of %d demos already cached in %s",
-            len(jobs) - len(todo),
-            len(jobs),
-            cache_dir,
-        )
-    if todo:
-        with _pool(num_workers) as pool:
-            for _ in tqdm(
-                pool.imap_unordered(_collect, todo), total=len(todo), desc="demos", unit="ep"
-            ):
-                pass
-    episodes = [load_episode_npz(j.cache_path) for j in jobs]
+    jobs, episodes = collect_state_only(tasks, episodes_per_task, cache_dir, num_workers, seed)
     per_task: dict[str, dict] = {}
     for job, ep in zip(jobs, episodes, strict=True):
         s = per_task.setdefault(job.task.name, {"episodes": 0, "successes": 0})

@@ -62,7 +62,9 @@ class GenerationConfig(BaseModel):
     episodes_per_task: int = Field(30, ge=1, description="episodes per task in each full dataset")
     subset_sizes: list[int] = Field([6, 15], description="per-task sizes of nested subsets")
     max_attempts_per_kept: int = Field(5, ge=1, description="rollout attempts per wanted episode")
-    keep_failures: bool = Field(False, description="keep failed rollouts too (tests and tiny smoke budgets)")
+    keep_failures: bool = Field(
+        False, description="keep failed rollouts too (tests and tiny smoke budgets)"
+    )
     image_size: int = Field(128, ge=8)
     sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
     seed: int = 0
@@ -78,30 +80,6 @@ def _dump(obj, path: Path) -> None:
 def _load(path: Path):
     with open(path, "rb") as f:
         return pickle.load(f)
-
-
-def _collect_demos(task: TaskSpec, cfg: GenerationConfig, env_config: EnvConfig) -> list[Episode]:
-    from generation.demonstrators import collect_episode, demonstrator_for
-    from generation.envs.libero_env import LiberoEnv
-
-    env, demo = LiberoEnv(task, env_config), demonstrator_for(task)
-    episodes = []
-    try:
-        for i in range(cfg.demos_per_strategy):
-            for s in range(demo.n_strategies):
-                n = i * demo.n_strategies + s
-                ep = collect_episode(
-                    env,
-                    demo,
-                    strategy_id=s,
-                    init_state_index=n % task.n_init_states,
-                    seed=cfg.seed * 100_000 + n,
-                )
-                if ep.success:
-                    episodes.append(ep)
-    finally:
-        env.close()
-    return episodes
 
 
 def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
@@ -128,7 +106,12 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
 
             eps = [e for e in load_episodes(demo_root) if e.task_index == task.index and e.success]
         else:
-            eps = _collect_demos(task, cfg, EnvConfig())  # the suite's horizon: demos must finish
+            from generation.demonstrators import demonstrator_for
+            from generation.demos import collect_state_only
+
+            n = cfg.demos_per_strategy * demonstrator_for(task).n_strategies
+            _, eps = collect_state_only([task], n, d / "cache", cfg.num_envs, cfg.seed)
+            eps = [e for e in eps if e.success]
         _dump(eps, d / "demos.pkl")
         return {"episodes": len(eps), "strategies": sorted({e.strategy_id for e in eps})}
 
@@ -323,7 +306,11 @@ def run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         for s in cfg.sources:
             sizes = ds.subset_dirs(cfg.subset_sizes, n_full)
             written[s] = ds.write_source_datasets(
-                ordered[s], d / s, sizes, f"local/dlr_{s}", DatasetSpec(image_size=cfg.image_size),
+                ordered[s],
+                d / s,
+                sizes,
+                f"local/dlr_{s}",
+                DatasetSpec(image_size=cfg.image_size),
                 render_workers=cfg.num_envs,
             )
         table = diversity_table({k: v for k, v in trajs.items() if len(v) > 0})
