@@ -40,7 +40,15 @@ class AdaptConfig(BaseModel):
     seed: int = 0
 
 
-def adapt(
+def adapt(cfg: AdaptConfig, **kwargs) -> Path:
+    """Adapt ``pretrained`` (None: from scratch) to ``dataset_roots``; returns the checkpoint.
+    Keyword arguments as in :func:`adapt_config`."""
+    from pretraining.train import train
+
+    return train(adapt_config(cfg, **kwargs))
+
+
+def adapt_config(
     cfg: AdaptConfig,
     *,
     arch: str,
@@ -50,9 +58,9 @@ def adapt(
     pretrained: str | Path | None,
     image_size: int | None = None,
     policy_overrides: dict | None = None,
-) -> Path:
-    """Adapt ``pretrained`` (None: from scratch) to ``dataset_roots``; returns the checkpoint."""
-    from pretraining.train import PretrainConfig, train
+):
+    """The training run that adapts ``pretrained`` (a ``PretrainConfig``)."""
+    from pretraining.train import PretrainConfig
 
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         raise FileNotFoundError(
@@ -63,7 +71,7 @@ def adapt(
         lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
         if cfg.lora_targets:
             lora["target_modules"] = cfg.lora_targets
-    run = PretrainConfig(
+    return PretrainConfig(
         arch=arch,
         preset=preset,
         dataset_roots=[str(r) for r in dataset_roots],
@@ -82,4 +90,3 @@ def adapt(
         lora=lora,
         policy_overrides=policy_overrides or {},
     )
-    return train(run)

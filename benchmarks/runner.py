@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.config import Recipe, load_recipe, section
-from generation.manifest import is_complete, stage, write_json_atomic
+from generation.manifest import is_complete, read_manifest, stage, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,25 @@ def run_recipe(
     return outputs
 
 
+UPSTREAM = ".upstream"
+
+
+def _ensure_fresh(out: Path, key: str, force: bool = False) -> None:
+    """Keep ``out`` only if it was made from the same inputs (``key``: its config and what it
+    was built from); else remove it so that it is rebuilt. A matching partial run resumes."""
+    marker = out / UPSTREAM
+    if out.exists() and (force or not marker.is_file() or marker.read_text() != key):
+        log.warning("%s was built from other inputs (or --force): rebuilding it", out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+
+
+def _key(out: Path) -> str:
+    marker = out / UPSTREAM
+    return marker.read_text() if marker.is_file() else "none"
+
+
 def _dataset_size(root: Path) -> int:
     import json
 
@@ -119,16 +138,17 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 f"pretraining needs the dataset {r['dataset']}: run the generation stage first "
                 f"(or remove {r['source']!r}/{r['size_name']!r} from pretraining.sources/sizes)"
             )
-        if force and r["out"].exists():
-            shutil.rmtree(r["out"])
-        log.info("pretraining %s on %s/%s", r["arch"], r["source"], r["size_name"])
-        train(PretrainConfig(
+        run = PretrainConfig(
             arch=r["arch"], preset=cfg.preset, dataset_roots=[str(r["dataset"])], output_dir=str(r["out"]),
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
             grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=recipe.seed,
             image_size=cfg.image_size or recipe.demos.image_size, save_every=cfg.save_every,
             num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
-        ))  # fmt: skip
+        )  # fmt: skip
+        data = read_manifest(run_dir / "datasets") or {}
+        _ensure_fresh(r["out"], f"{run.hash()}|datasets:{data.get('config_hash')}", force)
+        log.info("pretraining %s on %s/%s", r["arch"], r["source"], r["size_name"])
+        train(run)
     return run_dir / "pretraining"
 
 
@@ -152,7 +172,8 @@ def adaptation_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
 
 
 def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
-    from adaptation.adapt import adapt
+    from adaptation.adapt import adapt_config
+    from pretraining.train import train
 
     pre = section(recipe, "pretraining")
     ada = section(recipe, "adaptation")
@@ -163,12 +184,14 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 f"adaptation to {r['suite']} needs demonstrations at {demos}: add it to demos.suites "
                 f"{r['suite']} and run the demos stage"
             )
-        if force and r["out"].exists():
-            shutil.rmtree(r["out"])
+        run = adapt_config(ada, arch=r["arch"], preset=pre.preset, dataset_roots=[demos], out_dir=r["out"],
+                           pretrained=r["pretrained"], image_size=pre.image_size or recipe.demos.image_size,
+                           policy_overrides=dict(pre.policy_overrides))  # fmt: skip
+        base = _key(r["pretrained"]) if r["pretrained"] else "scratch"
+        demos_hash = (read_manifest(demos) or {}).get("config_hash")
+        _ensure_fresh(r["out"], f"{run.hash()}|base:{base}|demos:{demos_hash}", force)
         log.info("adapting %s/%s/%s to %s (%s)", r["arch"], r["source"], r["size_name"], r["suite"], ada.method)
-        adapt(ada, arch=r["arch"], preset=pre.preset, dataset_roots=[demos], out_dir=r["out"],
-              pretrained=r["pretrained"], image_size=pre.image_size or recipe.demos.image_size,
-              policy_overrides=dict(pre.policy_overrides))  # fmt: skip
+        train(run)
     return run_dir / "adaptation"
 
 
@@ -177,12 +200,12 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
     cfg = section(recipe, "evaluation")
     out = run_dir / "evaluation"
-    if force and (out / "episodes").exists():
-        shutil.rmtree(out / "episodes")
-        (out / "results.parquet").unlink(missing_ok=True)
     for r in adaptation_runs(recipe, run_dir):
         if not (r["out"] / "config.json").is_file():
             raise FileNotFoundError(f"no adapted checkpoint at {r['out']}: run the adaptation stage first")
+        # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
+        cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
+        _ensure_fresh(cache, _key(r["out"]), force)
         evaluate(
             str(r["out"]), arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
             tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
