@@ -54,7 +54,7 @@ def test_reset_step_and_truncation(object_env):
     assert info["init_state_index"] == 3 and info["init_state"].ndim == 1
     env.horizon = 5
     try:
-        for t in range(5):
+        for _ in range(5):
             obs, reward, terminated, truncated, step_info = env.step(np.zeros(7))
         assert truncated and not terminated and reward == 0.0 and step_info["success"] is False
         with pytest.raises(RuntimeError, match="call reset"):
