@@ -66,7 +66,7 @@ def render_by_replay(episode: Episode, env) -> dict[str, np.ndarray]:
         for k in keys:
             frames[k].append(obs[k])
         if t < len(episode.actions) - 1:
-            obs, *_ = _step_anyway(env, action)
+            obs, *_ = env.step(action)
     return {k: np.stack(v) for k, v in frames.items()}
 
 
@@ -92,13 +92,6 @@ def render_parallel(episodes: Iterable[Episode], env_config, workers: int):
 
     with mp.get_context("forkserver").Pool(workers) as pool:
         yield from pool.imap(_render_in_worker, ((ep, env_config) for ep in episodes))
-
-
-def _step_anyway(env, action):
-    # Replays may continue past a success the recorder also continued past (post-success tails).
-    if env._done:
-        env._done = False
-    return env.step(action)
 
 
 def episode_meta_row(episode_index: int, ep: Episode) -> dict:
