@@ -8,12 +8,18 @@ construction and a DLR subset whose per-task size is a multiple of K stays balan
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from generation.data.episode import Episode
+from generation.data.schema import EPISODE_META_FILE
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +81,109 @@ def subset_dirs(per_task_sizes: Sequence[int], smallest_task: int) -> list[tuple
 def write_source_datasets(
     ordered_by_task: Mapping[str, Sequence[Episode]],
     out_root: Path,
-    sizes: Sequence[tuple[str, int]],
+    sizes: Sequence[tuple[str, int | None]],
     repo_prefix: str,
     spec,
     env_config=None,
     render_workers: int = 1,
 ) -> dict:
     """Write ``out_root/<name>/`` for every (name, per-task size): the first ``size`` episodes
-    of each task's ordering (all of them for size ``None``)."""
+    of each task's ordering (all of them for size ``None``).
+
+    Every episode is rendered once: the largest folder (``full``) is written from the
+    episodes, and each smaller one is cut from it by :func:`write_subset`.
+    """
     from generation.data.writer import write_episodes
 
-    written = {}
-    for name, size in sizes:
-        episodes = [ep for eps in ordered_by_task.values() for ep in list(eps)[:size]]
-        root = Path(out_root) / name
-        if root.exists():
-            import shutil
+    by_size = sorted(sizes, key=lambda s: math.inf if s[1] is None else s[1], reverse=True)
+    (src_name, src_size), smaller = by_size[0], by_size[1:]
+    src_root = Path(out_root) / src_name
+    taken = [list(eps)[:src_size] for eps in ordered_by_task.values()]
+    write_episodes(
+        [ep for eps in taken for ep in eps],
+        src_root,
+        repo_id=f"{repo_prefix}_{src_name}",
+        spec=spec,
+        env_config=env_config,
+        overwrite=True,
+        progress=False,
+        render_workers=render_workers,
+    )
+    counts = [len(eps) for eps in taken]
+    written = {src_name: _written(src_root, sum(counts), src_size)}
+    if smaller:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-            shutil.rmtree(root)
-        write_episodes(
-            episodes,
-            root,
-            repo_id=f"{repo_prefix}_{name}",
-            spec=spec,
-            env_config=env_config,
-            progress=False,
-            render_workers=render_workers,
-        )
-        written[name] = {"path": str(root), "episodes": len(episodes), "per_task": size}
-        log.info("wrote %s (%d episodes)", root, len(episodes))
-    return written
+        src = LeRobotDataset(f"{repo_prefix}_{src_name}", root=src_root, video_backend="pyav")
+        starts = [0, *itertools.accumulate(counts)][:-1]  # each task's first episode in src
+        for name, size in smaller:
+            keep = [s + i for s, c in zip(starts, counts, strict=True) for i in range(min(c, size))]
+            root = write_subset(src, Path(out_root) / name, keep, f"{repo_prefix}_{name}")
+            written[name] = _written(root, len(keep), size)
+    return {name: written[name] for name, _ in sizes}
+
+
+def _written(root: Path, episodes: int, per_task: int | None) -> dict:
+    log.info("wrote %s (%d episodes)", root, episodes)
+    return {"path": str(root), "episodes": episodes, "per_task": per_task}
+
+
+def write_subset(src, root: Path, keep: Sequence[int], repo_id: str) -> Path:
+    """Write episodes ``keep`` (increasing indices) of ``src``, a LeRobotDataset written by
+    :func:`generation.data.writer.write_episodes`, as a new dataset at ``root`` without
+    rendering: frames are copied (a video file that mixes kept and dropped episodes is
+    re-encoded by lerobot), episodes renumbered 0..n-1, ``meta/stats.json`` re-aggregated from
+    the kept episodes' own stats (lerobot's ``delete_episodes``), and our episode metadata cut
+    to match. Built in a temporary folder and renamed into place, replacing any dataset there.
+    """
+    from lerobot.datasets.dataset_tools import delete_episodes
+
+    keep = list(keep)
+    total = src.meta.total_episodes
+    if not keep or keep != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= total:
+        raise ValueError(f"episodes to keep must increase within 0..{total - 1}, got {keep}")
+    root = Path(root)
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if len(keep) == total:
+            shutil.copytree(src.root, tmp)
+        else:
+            dropped = sorted(set(range(total)) - set(keep))
+            _drop_hf_cache(delete_episodes(src, dropped, output_dir=tmp, repo_id=repo_id))
+            _restate_renumbered_stats(tmp)
+        meta = pd.read_parquet(Path(src.root) / EPISODE_META_FILE).set_index("episode_index")
+        meta = meta.loc[keep].reset_index(drop=True).rename_axis("episode_index").reset_index()
+        meta.to_parquet(tmp / EPISODE_META_FILE)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root
+
+
+def _restate_renumbered_stats(root: Path) -> None:
+    """``delete_episodes`` aggregates the kept episodes' stored stats, which for the columns it
+    renumbers (index, episode_index, task_index) still describe the old numbering: recompute
+    those the way lerobot's writer does, per episode then aggregated."""
+    from lerobot.datasets.compute_stats import aggregate_stats, get_feature_stats
+    from lerobot.datasets.io_utils import load_stats, write_stats
+
+    columns = ["index", "episode_index", "task_index"]
+    files = sorted((root / "data").rglob("*.parquet"))
+    frames = pd.concat([pd.read_parquet(f, columns=columns) for f in files])
+    per_episode = [
+        {c: get_feature_stats(ep[c].to_numpy(), axis=0, keepdims=True) for c in columns}
+        for _, ep in frames.groupby("episode_index")
+    ]
+    write_stats({**load_stats(root), **aggregate_stats(per_episode)}, root)
+
+
+def _drop_hf_cache(dataset) -> None:
+    """Delete the arrow copies that loading ``dataset`` put in the HF datasets cache: keyed by
+    the temporary folder's path, they would never be read again."""
+    for table in (dataset.hf_dataset, dataset.meta.episodes):
+        for f in getattr(table, "cache_files", None) or []:
+            Path(f["filename"]).unlink(missing_ok=True)

@@ -39,6 +39,70 @@ def test_matched_sizes_are_exactly_equal_and_nested():
     assert ds.matched_per_task_count({"dlr": available["dlr"], "o2o": {-1: eps[:8]}}, 30) == 6
 
 
+def test_subsets_are_cut_from_full_without_rendering(tmp_path, monkeypatch, object_env):
+    import pandas as pd
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from test_dataset import _random_episode
+
+    from generation.data import writer
+    from generation.data.reader import read_episode_meta, read_frames
+    from generation.data.schema import ACTION_KEY, IMAGE_KEY, STATE_KEY, DatasetSpec
+
+    ordered = {}
+    for task, language in (("a", "pick up the A"), ("b", "pick up the B")):
+        ordered[task] = [
+            _random_episode(object_env, i, n=4 + i, seed=i, source="dlr", pattern_id=i % 2)
+            for i in range(3)
+        ]
+        for ep in ordered[task]:
+            ep.language = language
+    rendered = []
+    render = writer.render_by_replay
+
+    def counting_render(ep, env):
+        rendered.append(ep)
+        return render(ep, env)
+
+    monkeypatch.setattr(writer, "render_by_replay", counting_render)
+    sizes = [("n1", 1), ("n2", 2), ("full", None)]
+    written = ds.write_source_datasets(
+        ordered, tmp_path, sizes, "local/t", DatasetSpec(image_size=24)
+    )
+    assert len(rendered) == 6  # every episode once, for full/ only
+    assert {k: v["episodes"] for k, v in written.items()} == {"n1": 2, "n2": 4, "full": 6}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "n1", "n2"]  # no temp folders
+    columns = ["index", "episode_index", "frame_index", ACTION_KEY, STATE_KEY, IMAGE_KEY]
+    full_frames = read_frames(tmp_path / "full", columns=columns)
+    full_meta = read_episode_meta(tmp_path / "full")
+    full = LeRobotDataset("local/t_full", root=tmp_path / "full", video_backend="pyav")
+    for name, n in sizes[:2]:
+        keep = [*range(n), *range(3, 3 + n)]  # the first n of each task, in task order
+        meta = read_episode_meta(tmp_path / name)
+        expected = full_meta.iloc[keep].reset_index(drop=True).assign(episode_index=range(2 * n))
+        pd.testing.assert_frame_equal(meta, expected)
+        frames = read_frames(tmp_path / name, columns=columns)
+        old = full_frames[full_frames.episode_index.isin(keep)].reset_index(drop=True)
+        assert frames["index"].tolist() == list(range(len(old)))
+        assert frames.episode_index.tolist() == old.episode_index.map(keep.index).tolist()
+        assert [x["bytes"] for x in frames[IMAGE_KEY]] == [x["bytes"] for x in old[IMAGE_KEY]]
+        stats = json.loads((tmp_path / name / "meta" / "stats.json").read_text())
+        for key in (ACTION_KEY, STATE_KEY):
+            x = np.stack(frames[key].to_numpy()).astype(np.float64)
+            for stat, value in (("mean", x.mean(0)), ("std", x.std(0)), ("min", x.min(0))):
+                # lerobot aggregates float32 per-episode stats: std is good to ~1e-4
+                np.testing.assert_allclose(stats[key][stat], value, rtol=1e-3, atol=1e-5)
+            assert stats[key]["count"] == [len(old)]
+        assert stats[IMAGE_KEY]["count"] == [len(old)]
+        assert stats["episode_index"]["max"] == [2 * n - 1]
+        assert stats["index"]["max"] == [len(old) - 1]
+        subset = LeRobotDataset(f"local/t_{name}", root=tmp_path / name, video_backend="pyav")
+        assert subset.meta.total_episodes == 2 * n and len(subset) == len(old)
+        last = subset[len(subset) - 1]
+        assert last["task"] == "pick up the B"
+        torch.testing.assert_close(last[IMAGE_KEY], full[int(old["index"].iloc[-1])][IMAGE_KEY])
+
+
 def test_step_is_skipped_when_complete_for_same_config(tmp_path):
     calls = []
 
