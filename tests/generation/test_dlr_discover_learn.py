@@ -6,16 +6,9 @@ from test_dlr_synthetic import synthetic_demos
 from generation.dlr.discover import Discovery, VAEConfig, discover, label_report
 from generation.dlr.learn import BCConfig, behaviour_clone, pattern_separation
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAST_VAE = VAEConfig(num_patterns=3, epochs=15, restarts=1, window=10)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny networks: threads only add contention on small shared machines
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_vae_recovers_synthetic_strategies(tmp_path):

@@ -3,7 +3,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -15,15 +14,8 @@ from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import get_task
 
 ENV = EnvConfig(horizon=40)
-pytestmark = pytest.mark.slow  # real LIBERO envs in worker processes: ~1-4 min on 2 shared cores
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# real LIBERO envs in worker processes: ~1-4 min on 2 shared cores
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
