@@ -44,19 +44,22 @@ log = logging.getLogger(__name__)
 class PPOConfig:
     total_env_steps: int = 20_000  # per run (per pattern for DLR)
     num_envs: int = 2
-    num_steps: int = 256  # steps per env per iteration
+    # Defaults measured to work on LIBERO-Object task 0 (O2O from BC on 90 scripted demos, 2
+    # envs): training success rose from 17% (first 12k env steps) to 33% (37k-61k), KL-to-init
+    # ~0.3. A batch of 2048 steps holds ~10 episodes; 512 held ~3, too few for a sparse reward.
+    num_steps: int = 1024  # steps per env per iteration
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    actor_lr: float = 3e-5
+    actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     update_epochs: int = 4
-    num_minibatches: int = 4
+    num_minibatches: int = 8
     clip_coef: float = 0.2
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     kl_coef: float = 0.1  # weight of KL(pi || pi_init) in the loss
-    target_kl: float | None = 0.05  # stop an iteration's epochs when KL(pi_old || pi) exceeds it
+    target_kl: float | None = 0.1  # stop an iteration's epochs when KL(pi_old || pi) exceeds it
     critic_warmup_iters: int = 1  # first iterations fit the fresh critic only
     # Optional floor on the BC policy's sigma (BC fits ~0.02 on rotations) for more
     # exploration; None keeps BC's. Measured on LIBERO-Object task 0 (36 demos): with a 0.1
