@@ -141,8 +141,12 @@ class LiberoEnv:
         if seed is not None:
             self.raw.seed(int(seed))
             np.random.seed(int(seed))
+        # fast mode renders only the first observation: LIBERO's reset, set_init_state and
+        # every settle step would each render the cameras (~12 frames thrown away per episode)
+        fast = self.config.render_mode == "fast" and bool(self.config.cameras)
+        self._render_cameras(not fast)
         self.raw.reset()
-        if self.config.render_mode == "fast" and self.config.cameras:
+        if fast:
             self._fast_rendering()
         if init_state is None and init_state_index is not None:
             init_state = self.init_state(int(init_state_index))
@@ -154,6 +158,15 @@ class LiberoEnv:
         start_state = self.raw.get_sim_state().copy()
         for _ in range(self.config.settle_steps):
             raw_obs, _, _, _ = self.raw.step(SETTLE_ACTION)
+        if fast:  # render the first images now, updating the camera observables alone:
+            # a forced update of all observables shifted the next steps' physics by ~1e-4
+            # (measured), which would break exact replay against state-only envs
+            self._render_cameras(True)
+            raw_obs = dict(raw_obs)
+            for cam in self.config.cameras:
+                camera = self.raw.env._observables[f"{cam}_image"]
+                camera.update(0.0, {}, force=True)
+                raw_obs[f"{cam}_image"] = camera.obs
         self.t = 0
         self._done = False
         info = {"init_state": start_state, "init_state_index": init_state_index, "seed": seed}
@@ -168,6 +181,11 @@ class LiberoEnv:
         if ctx is not None:
             for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
                 ctx.scn.flags[flag] = 0
+
+    def _render_cameras(self, on: bool) -> None:
+        """Switch the camera observables (the renders) on or off; physics is unaffected."""
+        for cam in self.config.cameras:
+            self.raw.env.modify_observable(f"{cam}_image", "enabled", on)
 
     def _clear_carried_state(self) -> None:
         """Zero what a soft reset would carry over from the last episode.

@@ -108,6 +108,14 @@ def test_images_are_upright_and_sized():
         np.testing.assert_array_equal(obs["image"], raw["agentview_image"][::-1, ::-1])
         # upright: the floor/table (bright, lower half) is below the wall/background
         assert obs["image"].std() > 5
+        # fast mode skips the renders of reset and settling, never those of observations
+        # (a step renders with kinematics one physics substep old: a few pixels differ by <= 2)
+        stepped, *_ = env.step(np.zeros(7))
+        diff = np.abs(stepped["image"].astype(int) - env.render_images()["image"].astype(int))
+        assert diff.max() <= 3 and (diff > 0).mean() < 0.01
+        again, _ = env.reset(init_state_index=1)
+        np.testing.assert_array_equal(again["image"], env.render_images()["image"])
+        assert not np.array_equal(again["image"], obs["image"])
     finally:
         env.close()
 
