@@ -115,7 +115,9 @@ def cmd_report(args) -> int:
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist (expected runs/<recipe name>)")
+        raise FileNotFoundError(
+            f"run folder {run_dir} does not exist (expected runs/<recipe name>)"
+        )
     outputs = build_report(run_dir)
     for name, path in sorted(outputs.items()):
         print(f"  {name:24s} {path}")
@@ -125,12 +127,13 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- import / push
 def cmd_import(args) -> int:
-    from generation.data import importers
     from generation.data.schema import DatasetSpec
 
     spec = DatasetSpec(image_size=args.image_size, wrist_image=args.wrist)
     if args.format == "hdf5":
-        out = importers.import_libero_hdf5(
+        from generation.data.import_hdf5 import import_libero_hdf5
+
+        out = import_libero_hdf5(
             [Path(p) for p in args.src],
             Path(args.out),
             spec,
@@ -140,7 +143,9 @@ def cmd_import(args) -> int:
     else:
         if len(args.src) != 1:
             raise ValueError("`dlr import lerobot` takes exactly one dataset folder")
-        out = importers.import_lerobot_dataset(
+        from generation.data.import_lerobot import import_lerobot_dataset
+
+        out = import_lerobot_dataset(
             Path(args.src[0]), Path(args.out), spec, max_episodes=args.max_episodes
         )
     print(f"imported -> {out}")
@@ -187,10 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_demos)
 
-    s = sub.add_parser("demo-quality", help="success and strategy separation of the scripted demonstrators")
+    s = sub.add_parser(
+        "demo-quality", help="success and strategy separation of the scripted demonstrators"
+    )
     s.add_argument("--suite", default="libero_object")
     s.add_argument("--tasks", default="all")
-    s.add_argument("--init-states", type=int, default=10, help="init states per task (x every strategy)")
+    s.add_argument(
+        "--init-states", type=int, default=10, help="init states per task (x every strategy)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="also write the table as CSV")
     s.set_defaults(func=cmd_demo_quality)
@@ -207,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rerun stages even if complete")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("report", help="tables and plots from a run's results (never reruns a model)")
+    s = sub.add_parser(
+        "report", help="tables and plots from a run's results (never reruns a model)"
+    )
     s.add_argument("run_dir", help="runs/<recipe name>")
     s.set_defaults(func=cmd_report)
 
@@ -221,9 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--wrist", action="store_true")
     s.add_argument("--max-episodes", type=int, default=None)
-    s.add_argument("--object-states", action="store_true", help="hdf5: recover object poses from sim states (slow)")
-    s.add_argument("--allow-unknown-tasks", action="store_true", help="lerobot: keep episodes whose instruction matches no LIBERO task")
-    s.add_argument("--flip-images", action="store_true", help="lerobot: source images are upside down")
+    s.add_argument(
+        "--object-states",
+        action="store_true",
+        help="hdf5: recover object poses from sim states (slow)",
+    )
+    s.add_argument(
+        "--allow-unknown-tasks",
+        action="store_true",
+        help="lerobot: keep episodes whose instruction matches no LIBERO task",
+    )
+    s.add_argument(
+        "--flip-images", action="store_true", help="lerobot: source images are upside down"
+    )
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("push", help="publish a dataset to the Hugging Face Hub")
