@@ -139,6 +139,7 @@ def cmd_import(args) -> int:
             spec,
             suite=args.suite,
             max_episodes=args.max_episodes,
+            object_states=args.object_states,
         )
     else:
         if len(args.src) != 1:
@@ -146,7 +147,13 @@ def cmd_import(args) -> int:
         from generation.data.import_lerobot import import_lerobot_dataset
 
         out = import_lerobot_dataset(
-            Path(args.src[0]), Path(args.out), spec, max_episodes=args.max_episodes
+            Path(args.src[0]),
+            Path(args.out),
+            spec,
+            max_episodes=args.max_episodes,
+            suite=args.suite,
+            allow_unknown_tasks=args.allow_unknown_tasks,
+            flip_images=args.flip_images,
         )
     print(f"imported -> {out}")
     return 0

@@ -81,3 +81,33 @@ def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, c
     assert main(["run", str(p)]) == 0  # complete for the same config: every stage skipped
     assert (demos / "meta" / "info.json").stat().st_mtime_ns == before
     assert len(pd.read_parquet(run / "evaluation" / "results.parquet")) == 5
+
+
+@pytest.mark.parametrize(
+    "argv, module, function, expected",
+    [
+        (
+            ["import", "hdf5", "a.hdf5", "--out", "o", "--suite", "libero_object", "--object-states"],
+            "generation.data.import_hdf5",
+            "import_libero_hdf5",
+            {"suite": "libero_object", "object_states": True},
+        ),
+        (
+            ["import", "lerobot", "src", "--out", "o", "--suite", "libero_goal",
+             "--allow-unknown-tasks", "--flip-images", "--max-episodes", "3"],
+            "generation.data.import_lerobot",
+            "import_lerobot_dataset",
+            {"suite": "libero_goal", "allow_unknown_tasks": True, "flip_images": True, "max_episodes": 3},
+        ),
+    ],
+)  # fmt: skip
+def test_import_options_reach_the_importer(argv, module, function, expected, monkeypatch, capsys):
+    import importlib
+
+    seen = {}
+    monkeypatch.setattr(
+        importlib.import_module(module), function, lambda *a, **kw: seen.update(kw) or "o"
+    )
+    assert main(argv) == 0
+    assert expected.items() <= seen.items(), seen
+    assert "imported -> o" in capsys.readouterr().out
