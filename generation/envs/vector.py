@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 def _worker(remote, task: TaskSpec, config: EnvConfig, schedule: list, worker_seed: int):
     # One simulator and one GL context per process; limit math threads so N workers share cores.
+    # numpy is already imported here, so OMP_NUM_THREADS alone would come too late for its BLAS.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
     try:
         import torch
 
