@@ -132,12 +132,22 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from pretraining.train import PretrainConfig, train
 
     cfg = section(recipe, "pretraining")
-    for r in pretraining_runs(recipe, run_dir):
+    runs = pretraining_runs(recipe, run_dir)
+    for r in runs:  # every dataset before any training: a missing one fails at once
         if not (r["dataset"] / "meta" / "info.json").is_file():
+            full = r["dataset"].parent / "full"
+            why = (
+                f"generation matched only {_dataset_size(full)} episodes over all tasks in {full}, "
+                f"too few for subset {r['size_name']!r}: raise generation budgets "
+                "(env_steps_per_pattern, max_attempts_per_kept, demos_per_strategy)"
+                if (full / "meta" / "info.json").is_file()
+                else "run the generation stage first"
+            )
             raise FileNotFoundError(
-                f"pretraining needs the dataset {r['dataset']}: run the generation stage first "
+                f"pretraining needs the dataset {r['dataset']}: {why} "
                 f"(or remove {r['source']!r}/{r['size_name']!r} from pretraining.sources/sizes)"
             )
+    for r in runs:
         run = PretrainConfig(
             arch=r["arch"], preset=cfg.preset, dataset_roots=[str(r["dataset"])], output_dir=str(r["out"]),
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
