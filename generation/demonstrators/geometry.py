@@ -105,6 +105,15 @@ def footprint(env, name: str) -> Footprint:
     )
 
 
+def top_near(env, name: str, xy: np.ndarray, radius: float = 0.02) -> float:
+    """Highest point of ``name``'s collision geometry within ``radius`` (xy) of ``xy``: the
+    rim height where a hand takes a bowl, which differs around the rim when the bowl lies
+    tilted (e.g. half on a ramekin). The object's overall top if nothing is that near."""
+    pts = geom_corners(env.sim, collision_geoms(env.sim, body_id(env, name)))
+    near = np.linalg.norm(pts[:, :2] - xy, axis=1) < radius
+    return float(pts[near, 2].max()) if near.any() else float(pts[:, 2].max())
+
+
 def object_names(env) -> list[str]:
     """Movable objects of the scene (not fixtures)."""
     return list(env.raw.env.objects_dict)
@@ -161,9 +170,13 @@ def yaw_for_finger_axis(direction_xy: np.ndarray) -> float:
 
 
 def scene_boxes(env, exclude: tuple[str, ...] = ()) -> np.ndarray:
-    """(n, 2, 3) world AABBs (lo, hi) of every collision geom except the robot's, the floor /
-    table tops, and the subtrees of the ``exclude`` objects."""
-    sim, m = env.sim, env.sim.model
+    """(n, 5, 3) oriented boxes of every collision geom except the robot's, the floor / table
+    tops, and the subtrees of the ``exclude`` objects: per box its world centre, half sizes,
+    and the three rows of its rotation (local to world, as columns of ``R``: row k is R[:, k]).
+
+    Oriented, not world-aligned: a turned cabinet's drawer walls have world AABBs that cover
+    the whole drawer, and would leave no room for a hand inside it."""
+    sim, m, d = env.sim, env.sim.model, env.sim.data
     skip = set()
     for name in exclude:
         skip.update(collision_geoms(sim, body_id(env, name)))
@@ -178,14 +191,19 @@ def scene_boxes(env, exclude: tuple[str, ...] = ()) -> np.ndarray:
         lo, hi = pts.min(0), pts.max(0)
         if np.any(hi[:2] - lo[:2] > 0.6):  # table tops, walls: too big to matter sideways
             continue
-        boxes.append((lo, hi))
-    return np.asarray(boxes).reshape(-1, 2, 3)
+        R = d.geom_xmat[g].reshape(3, 3)
+        center = d.geom_xpos[g] + R @ m.geom_aabb[g][:3]
+        boxes.append(np.stack([center, m.geom_aabb[g][3:], *R.T]))
+    return np.asarray(boxes).reshape(-1, 5, 3)
 
 
 def blocked(boxes: np.ndarray, points: np.ndarray, margin: float = 0.01) -> np.ndarray:
-    """Which of the (k, 3) ``points`` lie inside any box grown by ``margin``."""
-    pts = np.atleast_2d(points)[:, None, :]
-    inside = np.all(
-        (pts > boxes[None, :, 0] - margin) & (pts < boxes[None, :, 1] + margin), axis=-1
-    )
+    """Which of the (k, 3) ``points`` lie inside any of the oriented ``boxes`` (see
+    :func:`scene_boxes`) grown by ``margin``."""
+    pts = np.atleast_2d(points)
+    if len(boxes) == 0:
+        return np.zeros(len(pts), dtype=bool)
+    rel = pts[:, None, :] - boxes[None, :, 0]  # (k, n, 3)
+    local = np.einsum("knj,nij->kni", rel, boxes[:, 2:])  # coordinates along each box's axes
+    inside = np.all(np.abs(local) < boxes[None, :, 1] + margin, axis=-1)
     return inside.any(axis=1)

@@ -10,12 +10,16 @@ Three strategies, chosen to leave visibly different end-effector paths:
 
 Grasps: an object narrower than the open gripper is pinched across its footprint's short side,
 no deeper than ~2.5 cm into tall objects; a wider or hollow one (bowls, mugs) is pinched at its
-rim, fingers radial. After closing, a short lift checks the object came along; if not, the
-grasp is retried once from a fresh look at the scene.
+rim, fingers radial: on the strategy's side if the hand fits there, the rim is not the low side
+of a tilted bowl, and the arm need not stretch out straight for it; otherwise on the side with
+the most room around the hand (a bowl in a drawer). After closing, a short lift checks the
+object came along; if not, the grasp is retried once from a fresh look at the scene. A bowl
+hangs tilted from its rim, so it is aimed at the target by its foot, looked at again above it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
@@ -26,11 +30,17 @@ from generation.demonstrators.collect import Demonstrator, eef_pose
 from generation.demonstrators.controller import CLOSE, OPEN, Waypoint
 
 GAP = 0.068  # widest object the open fingers take comfortably (open gap ~7.6 cm)
+RIM_DEPTH = 0.012  # grip site below the rim at the side taken (fingertips 2.5 cm down)
 FINGERTIP_BELOW = 0.013  # fingertips below the grip site
 RIM_NAMES = re.compile(r"bowl|mug|cup|ramekin")
 
+log = logging.getLogger(__name__)
+
 
 REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm stalls beyond
+# a rim side farther than this (or than the bowl's near side, if that is farther) is not taken:
+# the elbow is then straight, at a singularity from which the arm cannot draw the load back in
+GRASP_REACH = 0.75
 
 
 def _reachable(env, xy: np.ndarray) -> np.ndarray:
@@ -62,7 +72,9 @@ def wait_until_still(env, max_checks: int = 12) -> Iterator[Waypoint]:
             return
 
 
-def _palm_hits(boxes: np.ndarray, xy: np.ndarray, z: float, yaw: float) -> int:
+def _palm_hits(
+    boxes: np.ndarray, xy: np.ndarray, z: float, yaw: float, margin: float = 0.01
+) -> int:
     """How many probe points of the open hand at grip site (xy, z) with ``yaw`` are inside
     scene geometry: the palm spans ~21 cm along the finger axis from 2.4 cm above the grip
     site, and the fingers hang ~4 cm either side of it."""
@@ -80,7 +92,7 @@ def _palm_hits(boxes: np.ndarray, xy: np.ndarray, z: float, yaw: float) -> int:
         for w in (-0.01, 0.01)
         for h in (-0.01, 0.005, 0.02)
     ]
-    return int(geo.blocked(boxes, np.array(palm + fingers)).sum())
+    return int(geo.blocked(boxes, np.array(palm + fingers), margin).sum())
 
 
 class PickPlace(Demonstrator):
@@ -128,18 +140,37 @@ class PickPlace(Demonstrator):
             2: [(-1, 0), (0, -1), (0, 1), (1, 0)],
         }[strategy]
         radius = 0.5 * min(fp.length, fp.width) if fp.width > 0.02 else fp.radius
-        z = fp.top - 0.012
-        best, best_hits = None, 1e9
+        base = env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2]
+        reach = max(GRASP_REACH, np.linalg.norm(fp.center - base) - radius + 0.03)
         for d in prefs:
             d = _unit(np.array(d, float) + rng.normal(0, 0.08, 2))
             xy = fp.center + d * (radius - 0.012)
-            hits = _palm_hits(boxes, xy, z, geo.yaw_for_finger_axis(d))
-            if hits == 0:
-                best = d
-                break
-            if hits < best_hits:
-                best, best_hits = d, hits
+            rim_z = geo.top_near(env, self.obj, xy)
+            if rim_z < fp.top - 0.015:  # the low side of a tilted bowl: take the high side
+                continue
+            if np.linalg.norm(xy - base) > reach:  # at full stretch the arm stalls
+                continue
+            z = rim_z - RIM_DEPTH
+            if _palm_hits(boxes, xy, z, geo.yaw_for_finger_axis(d)) == 0:
+                return np.array([*xy, z]), geo.yaw_for_finger_axis(d), d
+        # boxed in (a bowl in a drawer of a turned cabinet): the side with the most room,
+        # counted as probe hits with the hand grown by 1, 2 and 3 cm, among 24 directions
+        first = np.arctan2(prefs[0][1], prefs[0][0]) + rng.normal(0, 0.05)
+        best, best_score = None, np.inf
+        for k in range(24):
+            a = first + np.pi / 12 * k
+            d = np.array([np.cos(a), np.sin(a)])
+            xy = fp.center + d * (radius - 0.012)
+            yaw = geo.yaw_for_finger_axis(d)
+            rim_z = geo.top_near(env, self.obj, xy)
+            z = rim_z - RIM_DEPTH
+            score = sum(_palm_hits(boxes, xy, z, yaw, m) for m in (0.01, 0.02, 0.03))
+            score += 1000 * (fp.top - rim_z)  # a low side (tilted bowl): barely ever
+            score += 0.1 * min(k, 24 - k)  # ties: nearest the preferred side
+            if score < best_score:
+                best, best_score = d, score
         xy = fp.center + best * (radius - 0.012)
+        z = geo.top_near(env, self.obj, xy) - RIM_DEPTH
         return np.array([*xy, z]), geo.yaw_for_finger_axis(best), best
 
     # ------------------------------------------------------------------ the plan
@@ -203,19 +234,30 @@ class PickPlace(Demonstrator):
         )
         rise = eef_pose(env)[0][2] - grasp[2]
         # the body origin, not the bottom: a bowl pinched at its rim tilts as it comes up
-        if env.sim.data.body_xpos[body][2] - z0 > 0.35 * rise:  # it came along
+        came = env.sim.data.body_xpos[body][2] - z0
+        log.debug("%s: lift check: grip rose %.3f, %s %.3f", self.task.key, rise, self.obj, came)
+        if came > 0.35 * rise:  # it came along
             return yaw
         yield Waypoint(grasp + [0, 0, 0.08], yaw, OPEN, tol=0.02, min_steps=5, label="regrasp")
         return None
 
+    def _landing_xy(self, env, vessel: bool) -> np.ndarray:
+        """Where the held load's centre will come to rest when set down. A bowl hanging
+        tilted from its rim lands on its foot and tips flat: its body origin (the centre of
+        its foot) predicts that better than its tilted footprint's centre."""
+        if vessel:
+            return np.array(env.sim.data.body_xpos[geo.body_id(env, self.obj)][:2])
+        return geo.footprint(env, self.obj).center
+
     def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
         eef, _ = eef_pose(env)
         fp = geo.footprint(env, self.obj)
-        hold_xy = eef[:2] - fp.center  # eef relative to the object's centre
+        rim = RIM_NAMES.search(self.obj) is not None or fp.width > GAP
+        vessel = RIM_NAMES.search(self.obj) is not None
+        hold_xy = eef[:2] - self._landing_xy(env, vessel)  # eef relative to where it will land
         below = eef[2] - fp.bottom  # how far the load hangs below the grip site
         goal_xy, surface = self.target_point(env)
         # a tall load held near its top, or a bowl held by its rim, slips if swung fast
-        rim = RIM_NAMES.search(self.obj) is not None or fp.width > GAP
         speed = 0.65 if fp.height > 0.1 or rim else 1.0
         goal_xy = goal_xy + rng.normal(0, 0.004, 2)
         path = np.stack([eef[:2], goal_xy])
@@ -235,8 +277,13 @@ class PickPlace(Demonstrator):
         elif strategy == 1:
             high = max(cruise + 0.12, table + 0.34) + rng.uniform(0, 0.03)
             mid = 0.5 * (eef[:2] + end_xy)
-            yield Waypoint(
-                [*eef[:2], high - 0.05], yaw, CLOSE, tol=0.04, speed=speed, label="lift_high"
+            yield Waypoint(  # drawn in towards the base: far out and high up is out of reach
+                [*_reachable(env, eef[:2]), high - 0.05],
+                yaw,
+                CLOSE,
+                tol=0.04,
+                speed=speed,
+                label="lift_high",
             )
             yield Waypoint(
                 [*_reachable(env, mid), high],
@@ -291,6 +338,8 @@ class PickPlace(Demonstrator):
         yield Waypoint(
             [*end_xy, over], yaw, CLOSE, tol=0.012, noise=0.3, speed=speed, label="above_target"
         )
+        # look again: a bowl hanging from its rim swings and turns in the hand on the way
+        end_xy = end_xy + goal_xy - self._landing_xy(env, vessel)
         yield Waypoint(
             [*end_xy, release],
             yaw,
