@@ -140,31 +140,24 @@ def test_noise_is_seeded_and_makes_episodes_differ(object_env, object_episodes):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "suite,task", [("libero_object", 6), ("libero_spatial", 7), ("libero_goal", 7)]
+    "suite,task,init_state_index,seed",
+    [
+        ("libero_object", 6, 3, 1),
+        ("libero_spatial", 7, 3, 1),
+        ("libero_goal", 7, 3, 1),
+        # the bowl lies tilted half on a ramekin: taken by its high side, it hangs tilted from
+        # the rim, so where it lands is aimed from its foot
+        ("libero_spatial", 5, 2, 0),
+    ],
 )
-def test_more_tasks_succeed(suite, task):
+def test_more_tasks_succeed(suite, task, init_state_index, seed):
     from generation.envs.libero_env import LiberoEnv
 
     env = LiberoEnv((suite, task))
     demo = demonstrator_for(env.task)
     try:
         for s in range(demo.n_strategies):
-            ep = collect_episode(env, demo, s, init_state_index=3, seed=1)
+            ep = collect_episode(env, demo, s, init_state_index=init_state_index, seed=seed)
             assert ep.success, f"{suite}/{task} strategy {s}"
-    finally:
-        env.close()
-
-
-def test_bowl_tilted_on_a_ramekin_is_placed():
-    """LIBERO-Spatial 5: the bowl lies tilted half on a ramekin; it is taken by its high side
-    and hangs tilted from the rim, so where it lands is aimed from its foot (~10 s)."""
-    from generation.envs.libero_env import LiberoEnv
-
-    env = LiberoEnv(("libero_spatial", 5))
-    demo = demonstrator_for(env.task)
-    try:
-        for s in range(demo.n_strategies):
-            ep = collect_episode(env, demo, s, init_state_index=2, seed=0)
-            assert ep.success, f"libero_spatial/5 strategy {s}"
     finally:
         env.close()

@@ -121,12 +121,9 @@ def test_step_is_skipped_when_complete_for_same_config(tmp_path):
 def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     for var, sub in (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot")):
         monkeypatch.setenv(var, str(tmp_path / sub))
-    import torch
-
     from generation.data.reader import load_episodes, read_episode_meta
     from generation.dlr.pipeline import GenerationConfig, run_generation
 
-    torch.set_num_threads(1)
     cfg = GenerationConfig.model_validate(
         {
             "suite": "libero_object",
