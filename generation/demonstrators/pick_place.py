@@ -252,8 +252,8 @@ class PickPlace(Demonstrator):
     def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
         eef, _ = eef_pose(env)
         fp = geo.footprint(env, self.obj)
-        rim = RIM_NAMES.search(self.obj) is not None or fp.width > GAP
         vessel = RIM_NAMES.search(self.obj) is not None
+        rim = vessel or fp.width > GAP
         hold_xy = eef[:2] - self._landing_xy(env, vessel)  # eef relative to where it will land
         below = eef[2] - fp.bottom  # how far the load hangs below the grip site
         goal_xy, surface = self.target_point(env)
