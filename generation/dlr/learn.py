@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ class BCConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     init_log_std: float = -1.0
+    # what the policies read: "all" (the whole state) or "goal" (proprio, the goal's objects,
+    # joints, goal objects relative to the gripper): generation/dlr/features.py
+    features: Literal["all", "goal"] = "goal"
     seed: int = 0
 
 
@@ -43,13 +47,21 @@ def demo_arrays(episodes: Sequence[Episode], patterns: Sequence[int] | None):
 
 
 def behaviour_clone(
-    episodes: Sequence[Episode], patterns: Sequence[int] | None, num_patterns: int, cfg: BCConfig
+    episodes: Sequence[Episode],
+    patterns: Sequence[int] | None,
+    num_patterns: int,
+    cfg: BCConfig,
+    features: dict | None = None,
 ) -> tuple[GaussianPolicy, list[float]]:
-    """Fit pi(a | s, z) (``num_patterns > 0``) or pi(a | s) (``num_patterns = 0``) by max likelihood."""
+    """Fit pi(a | s, z) (``num_patterns > 0``) or pi(a | s) (``num_patterns = 0``) by max
+    likelihood; ``features`` is a :func:`generation.dlr.features.feature_spec` (None: all)."""
     torch.manual_seed(cfg.seed)
     obs, act, z = demo_arrays(episodes, patterns if num_patterns else None)
-    policy = GaussianPolicy(obs.shape[1], act.shape[1], num_patterns, cfg.hidden, cfg.init_log_std)
-    policy.norm.fit(obs)
+    policy = GaussianPolicy(
+        obs.shape[1], act.shape[1], num_patterns, cfg.hidden, cfg.init_log_std, features
+    )
+    with torch.no_grad():
+        policy.norm.fit(policy.features(torch.as_tensor(obs)).numpy())
     obs_t, act_t, z_t = torch.as_tensor(obs), torch.as_tensor(act).clamp(-1, 1), torch.as_tensor(z)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses = []

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generation.dlr.policy import GaussianPolicy, Normaliser, mlp
+from generation.dlr.policy import GaussianPolicy, frozen_embedding, mlp
 
 
 @dataclass
@@ -35,13 +35,12 @@ class Discriminator(nn.Module):
     def __init__(self, policy: GaussianPolicy, cfg: MIConfig):
         super().__init__()
         self.num_patterns = policy.num_patterns
-        self.norm = Normaliser(policy.obs_dim)
-        self.norm.load_state_dict(policy.norm.state_dict())
-        self.net = mlp(policy.obs_dim, cfg.hidden, policy.num_patterns)
+        self.embed = frozen_embedding(policy)
+        self.net = mlp(policy.features.out_dim, cfg.hidden, policy.num_patterns)
 
     def log_q(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, K) log q(z | s)."""
-        return F.log_softmax(self.net(self.norm(obs)), dim=-1)
+        return F.log_softmax(self.net(self.embed(obs)), dim=-1)
 
 
 class MIBonus:

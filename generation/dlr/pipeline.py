@@ -30,6 +30,7 @@ from generation.data.episode import Episode
 from generation.dlr import datasets as ds
 from generation.dlr.discover import Discovery, VAEConfig, discover, label_report
 from generation.dlr.diversity import diversity_ratios, diversity_table
+from generation.dlr.features import feature_spec
 from generation.dlr.learn import BCConfig, behaviour_clone, pattern_separation
 from generation.dlr.mi import MIBonus, MIConfig
 from generation.dlr.policy import load_policy, save_policy
@@ -145,8 +146,9 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
 
     def learn_step(d: Path) -> dict:
         bc_cfg = replace(cfg.bc, seed=cfg.seed)
-        dlr_policy, dlr_losses = behaviour_clone(demos, labels, K, bc_cfg)
-        o2o_policy, o2o_losses = behaviour_clone(demos, None, 0, bc_cfg)
+        spec = feature_spec(task, bc_cfg.features)
+        dlr_policy, dlr_losses = behaviour_clone(demos, labels, K, bc_cfg, spec)
+        o2o_policy, o2o_losses = behaviour_clone(demos, None, 0, bc_cfg, spec)
         save_policy(dlr_policy, d / "policy_dlr.pt")
         save_policy(o2o_policy, d / "policy_o2o.pt")
         result = {"bc_nll_dlr": dlr_losses[-1], "bc_nll_o2o": o2o_losses[-1]}

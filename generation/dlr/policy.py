@@ -1,7 +1,9 @@
 """The small state-based networks of the generator: a Gaussian policy pi(a | s, z) and a critic.
 
-Observation s = [proprio (8), object state (env_state_dim)], normalised with statistics fitted
-on the demonstrations and frozen afterwards (so PPO's policy is the BC policy's function).
+Observation s = [proprio (8), object state (env_state_dim)]; the networks see features of it
+(all of it, or the goal-relevant slice: :mod:`generation.dlr.features`), normalised with
+statistics fitted on the demonstrations and frozen afterwards (so PPO's policy is the BC
+policy's function).
 The pattern z enters as a one-hot vector; ``num_patterns = 0`` gives the unconditioned policy
 of the O2O baseline (same network, no z input).
 """
@@ -45,6 +47,28 @@ class Normaliser(nn.Module):
         return ((x - self.mean) / self.std).clamp(-10.0, 10.0)
 
 
+class StateFeatures(nn.Module):
+    """s -> [s[index], s[r:r+3] - s[0:3] for r in relative]; the identity without a spec."""
+
+    def __init__(self, obs_dim: int, spec: dict | None = None):
+        super().__init__()
+        self.spec = spec
+        index = spec["index"] if spec else list(range(obs_dim))
+        relative = spec["relative"] if spec else []
+        if index and max(index) >= obs_dim or relative and max(relative) + 3 > obs_dim:
+            raise ValueError(f"feature spec indexes beyond the {obs_dim}-D state")
+        # derived from the spec (saved with the policy), so not part of the state dict
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long), persistent=False)
+        self.register_buffer("relative", torch.as_tensor(relative, dtype=torch.long), persistent=False)
+        self.out_dim = len(index) + 3 * len(relative)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec is None:
+            return x
+        rel = [x[..., r : r + 3] - x[..., 0:3] for r in self.relative.tolist()]
+        return torch.cat([x[..., self.index], *rel], dim=-1)
+
+
 class GaussianPolicy(nn.Module):
     """pi(a | s, z) = N(tanh(f(s, z)), diag exp(log_std)^2), log_std state-independent."""
 
@@ -55,6 +79,7 @@ class GaussianPolicy(nn.Module):
         num_patterns: int = 0,
         hidden: int = 256,
         init_log_std: float = -1.0,
+        features: dict | None = None,
     ):
         super().__init__()
         self.obs_dim, self.act_dim, self.num_patterns, self.hidden = (
@@ -63,8 +88,9 @@ class GaussianPolicy(nn.Module):
             num_patterns,
             hidden,
         )
-        self.norm = Normaliser(obs_dim)
-        self.net = mlp(obs_dim + num_patterns, hidden, act_dim)
+        self.features = StateFeatures(obs_dim, features)
+        self.norm = Normaliser(self.features.out_dim)
+        self.net = mlp(self.features.out_dim + num_patterns, hidden, act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
 
     def spec(self) -> dict:
@@ -73,7 +99,12 @@ class GaussianPolicy(nn.Module):
             "act_dim": self.act_dim,
             "num_patterns": self.num_patterns,
             "hidden": self.hidden,
+            "features": self.features.spec,
         }
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalised features of the state: what every network of the generator reads."""
+        return self.norm(self.features(obs))
 
     def one_hot(self, z: torch.Tensor | int | None, batch: int) -> torch.Tensor:
         if self.num_patterns == 0:
@@ -86,7 +117,7 @@ class GaussianPolicy(nn.Module):
         return nn.functional.one_hot(z, self.num_patterns).float()
 
     def dist(self, obs: torch.Tensor, z=None) -> Normal:
-        x = torch.cat([self.norm(obs), self.one_hot(z, len(obs))], dim=-1)
+        x = torch.cat([self.embed(obs), self.one_hot(z, len(obs))], dim=-1)
         mean = torch.tanh(self.net(x))
         return Normal(mean, self.log_std.clamp(-5.0, 1.0).exp().expand_as(mean))
 
@@ -97,20 +128,27 @@ class GaussianPolicy(nn.Module):
         return a.clamp(-1.0, 1.0).numpy()
 
 
+def frozen_embedding(policy: GaussianPolicy) -> nn.Sequential:
+    """A copy of the policy's features and normaliser, for the critic and discriminator."""
+    features = StateFeatures(policy.obs_dim, policy.features.spec)
+    norm = Normaliser(features.out_dim)
+    norm.load_state_dict(policy.norm.state_dict())
+    return nn.Sequential(features, norm)
+
+
 class Critic(nn.Module):
     """V(s, z): a fresh MLP over the same normalised observation and pattern one-hot."""
 
     def __init__(self, policy: GaussianPolicy, hidden: int = 256):
         super().__init__()
         self.num_patterns = policy.num_patterns
-        self.norm = Normaliser(policy.obs_dim)
-        self.norm.load_state_dict(policy.norm.state_dict())
-        self.net = mlp(policy.obs_dim + policy.num_patterns, hidden, 1)
+        self.embed = frozen_embedding(policy)
+        self.net = mlp(policy.features.out_dim + policy.num_patterns, hidden, 1)
         nn.init.orthogonal_(self.net[-1].weight, 1.0)
 
     def forward(self, obs: torch.Tensor, z=None) -> torch.Tensor:
         oh = GaussianPolicy.one_hot(self, z, len(obs))
-        return self.net(torch.cat([self.norm(obs), oh], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([self.embed(obs), oh], dim=-1)).squeeze(-1)
 
 
 def gaussian_kl(p: Normal, q: Normal) -> torch.Tensor:
