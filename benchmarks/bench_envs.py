@@ -74,7 +74,10 @@ def bench_rendering(episodes: int, length: int) -> tuple[float, float]:
     from generation.envs.libero_env import EnvConfig, LiberoEnv
 
     fast = LiberoEnv(("libero_object", 0), EnvConfig(cameras=("agentview",), render_mode="fast"))
-    default = LiberoEnv(("libero_object", 0), EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), render_mode="faithful"))
+    default = LiberoEnv(
+        ("libero_object", 0),
+        EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), render_mode="faithful"),
+    )
     r_fast = _episodes_rate(fast, episodes, length)
     r_default = _episodes_rate(default, episodes, length)
     fast.close()
@@ -90,7 +93,9 @@ def bench_workers(n_workers: int, steps: int) -> tuple[float, float]:
     task = get_task("libero_object", 0)
     rates = {}
     for n in (1, n_workers):
-        with SubprocVectorEnv(task, EnvConfig(horizon=10**6), num_envs=n, init_state_indices=range(50)) as venv:
+        with SubprocVectorEnv(
+            task, EnvConfig(horizon=10**6), num_envs=n, init_state_indices=range(50)
+        ) as venv:
             venv.reset()
             acts = _actions(steps)
             t0 = time.perf_counter()
@@ -109,20 +114,37 @@ def bench_write(episodes: int, length: int, size: int) -> tuple[float, float]:
 
     rng = np.random.default_rng(0)
     eps = [
-        Episode("libero_object", 0, "t", "pick up the soup", np.zeros(110), rng.uniform(-1, 1, (length, 7)),
-                rng.normal(size=(length, 8)), rng.normal(size=(length, 84)), True,
-                images={"image": rng.integers(0, 255, (length, size, size, 3), dtype=np.uint8)})  # fmt: skip
+        Episode(
+            "libero_object",
+            0,
+            "t",
+            "pick up the soup",
+            np.zeros(110),
+            rng.uniform(-1, 1, (length, 7)),
+            rng.normal(size=(length, 8)),
+            rng.normal(size=(length, 84)),
+            True,
+            images={"image": rng.integers(0, 255, (length, size, size, 3), dtype=np.uint8)},
+        )  # fmt: skip
         for _ in range(episodes)
     ]
     frames = episodes * length
     tmp = tempfile.mkdtemp()
     try:
         t0 = time.perf_counter()
-        write_episodes(eps, os.path.join(tmp, "ours"), spec=DatasetSpec(image_size=size), progress=False)
+        write_episodes(
+            eps, os.path.join(tmp, "ours"), spec=DatasetSpec(image_size=size), progress=False
+        )
         ours = frames / (time.perf_counter() - t0)
         spec = DatasetSpec(image_size=size)
         t0 = time.perf_counter()
-        ds = LeRobotDataset.create("local/base", FPS, dataset_features(spec), root=os.path.join(tmp, "base"), use_videos=False)
+        ds = LeRobotDataset.create(
+            "local/base",
+            FPS,
+            dataset_features(spec),
+            root=os.path.join(tmp, "base"),
+            use_videos=False,
+        )
         for ep in eps:
             for t in range(length):
                 ds.add_frame({"observation.images.image": ep.images["image"][t], "observation.state": ep.states[t].astype(np.float32),
@@ -137,7 +159,9 @@ def bench_write(episodes: int, length: int, size: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
     args = p.parse_args()
@@ -147,11 +171,23 @@ def main() -> None:
     ours, raw = bench_wrapper(steps)
     rows.append(("wrapper vs raw LIBERO (state-only steps/s)", ours, raw, ours / raw, ">= 0.97"))
     fast, default = bench_rendering(2 if args.quick else 4, 25 if args.quick else 50)
-    rows.append(("fast vs LIBERO-default rendering (steps/s)", fast, default, fast / default, ">= 3"))
+    rows.append(
+        ("fast vs LIBERO-default rendering (steps/s)", fast, default, fast / default, ">= 3")
+    )
     multi, single = bench_workers(n, steps)
-    rows.append((f"{n} workers vs 1 (total steps/s)", multi, single, multi / single, f">= {0.9 * n:.1f}"))
+    rows.append(
+        (f"{n} workers vs 1 (total steps/s)", multi, single, multi / single, f">= {0.9 * n:.1f}")
+    )
     w_ours, w_base = bench_write(4 if args.quick else 10, 50 if args.quick else 100, 128)
-    rows.append(("dataset write, ours vs LeRobotDataset defaults (frames/s)", w_ours, w_base, w_ours / w_base, "> 1"))
+    rows.append(
+        (
+            "dataset write, ours vs LeRobotDataset defaults (frames/s)",
+            w_ours,
+            w_base,
+            w_ours / w_base,
+            "> 1",
+        )
+    )
     print(f"\n{'benchmark':58s} {'ours':>9s} {'baseline':>9s} {'ratio':>7s}  goal")
     for name, a, b, r, goal in rows:
         print(f"{name:58s} {a:9.1f} {b:9.1f} {r:7.2f}  {goal}")

@@ -19,10 +19,16 @@ class Strict(BaseModel):
 class DemosConfig(Strict):
     """Scripted multi-strategy demonstrations (the stand-in for human teleoperation)."""
 
-    suites: list[Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]] = Field(
-        default=["libero_spatial"], min_length=1, description="held-out suites that adaptation trains on"
+    suites: list[
+        Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]
+    ] = Field(
+        default=["libero_spatial"],
+        min_length=1,
+        description="held-out suites that adaptation trains on",
     )
-    tasks: list[int | str] | str = Field(default="all", description="'all', '0-3', '0,2' or a list (per suite)")
+    tasks: list[int | str] | str = Field(
+        default="all", description="'all', '0-3', '0,2' or a list (per suite)"
+    )
     episodes_per_task: int = Field(default=12, gt=0)
     image_size: int = Field(default=128, ge=16, le=512)
     wrist_image: bool = False
@@ -47,7 +53,9 @@ class PretrainStageConfig(Strict):
     archs: list[str] = ["openvla"]
     preset: str = "tiny"
     sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
-    sizes: list[str] = Field(default=["full"], description="dataset folders under datasets/<source>/, e.g. n6, full")
+    sizes: list[str] = Field(
+        default=["full"], description="dataset folders under datasets/<source>/, e.g. n6, full"
+    )
     steps: int = Field(default=200, ge=1)
     batch_size: int = Field(default=8, ge=1)
     lr: float = Field(default=3e-4, gt=0)
@@ -71,14 +79,18 @@ class PretrainStageConfig(Strict):
     def _size_names(cls, v):
         for name in v:
             if name != "full" and not (name.startswith("n") and name[1:].isdigit()):
-                raise ValueError(f"size {name!r} must be 'full' or 'n<episodes>' (a datasets/<source>/ folder)")
+                raise ValueError(
+                    f"size {name!r} must be 'full' or 'n<episodes>' (a datasets/<source>/ folder)"
+                )
         return v
 
 
 class EvalStageConfig(Strict):
     """Closed-loop evaluation of every adapted policy on its held-out suite."""
 
-    tasks: list[int | str] | str | None = Field(default=None, description="None: the tasks adapted on (demos.tasks)")
+    tasks: list[int | str] | str | None = Field(
+        default=None, description="None: the tasks adapted on (demos.tasks)"
+    )
     episodes_per_task: int = Field(default=10, ge=1, le=50)
     seeds: list[int] = [0]
     num_workers: int = Field(default=2, ge=1)

@@ -23,10 +23,16 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.envs.suites import parse_tasks
 
     cfg = recipe.demos
-    spec = DatasetSpec(image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos)
+    spec = DatasetSpec(
+        image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos
+    )
     for suite in cfg.suites:
         out = run_dir / "demos" / suite
-        stage_cfg = {"demos": cfg.model_dump(mode="json", exclude={"suites"}), "suite": suite, "seed": recipe.seed}
+        stage_cfg = {
+            "demos": cfg.model_dump(mode="json", exclude={"suites"}),
+            "suite": suite,
+            "seed": recipe.seed,
+        }
         if not force and is_complete(out, stage_cfg):
             log.info("demos: %s complete for this config, skipped (%s)", suite, out)
             continue
@@ -200,7 +206,14 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         base = _key(r["pretrained"]) if r["pretrained"] else "scratch"
         demos_hash = (read_manifest(demos) or {}).get("config_hash")
         _ensure_fresh(r["out"], f"{run.hash()}|base:{base}|demos:{demos_hash}", force)
-        log.info("adapting %s/%s/%s to %s (%s)", r["arch"], r["source"], r["size_name"], r["suite"], ada.method)
+        log.info(
+            "adapting %s/%s/%s to %s (%s)",
+            r["arch"],
+            r["source"],
+            r["size_name"],
+            r["suite"],
+            ada.method,
+        )
         train(run)
     return run_dir / "adaptation"
 
@@ -212,7 +225,9 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     out = run_dir / "evaluation"
     for r in adaptation_runs(recipe, run_dir):
         if not (r["out"] / "config.json").is_file():
-            raise FileNotFoundError(f"no adapted checkpoint at {r['out']}: run the adaptation stage first")
+            raise FileNotFoundError(
+                f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
+            )
         # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
         cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
         _ensure_fresh(cache, _key(r["out"]), force)

@@ -131,7 +131,9 @@ def publish_dir(tmp_dir: str | Path, out_dir: str | Path) -> None:
     tmp_dir.rmdir()
 
 
-def run_step(step_dir: str | Path, config: Any, fn: Callable[[Path], dict], name: str | None = None) -> dict:
+def run_step(
+    step_dir: str | Path, config: Any, fn: Callable[[Path], dict], name: str | None = None
+) -> dict:
     """Run ``fn(step_dir) -> result`` unless ``step_dir`` is complete for this config; then
     return the recorded result instead."""
     import logging

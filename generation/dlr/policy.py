@@ -59,7 +59,9 @@ class StateFeatures(nn.Module):
             raise ValueError(f"feature spec indexes beyond the {obs_dim}-D state")
         # derived from the spec (saved with the policy), so not part of the state dict
         self.register_buffer("index", torch.as_tensor(index, dtype=torch.long), persistent=False)
-        self.register_buffer("relative", torch.as_tensor(relative, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "relative", torch.as_tensor(relative, dtype=torch.long), persistent=False
+        )
         self.out_dim = len(index) + 3 * len(relative)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

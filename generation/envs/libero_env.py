@@ -179,7 +179,11 @@ class LiberoEnv:
         self.sim.model.vis.quality.offsamples = 0
         ctx = getattr(self.sim, "_render_context_offscreen", None)
         if ctx is not None:
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+            for flag in (
+                mujoco.mjtRndFlag.mjRND_SHADOW,
+                mujoco.mjtRndFlag.mjRND_REFLECTION,
+                mujoco.mjtRndFlag.mjRND_SKYBOX,
+            ):
                 ctx.scn.flags[flag] = 0
 
     def _render_cameras(self, on: bool) -> None:

@@ -18,7 +18,10 @@ def test_info_lists_tasks_and_demonstrator_coverage(capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["demos", "--suite", "libero_object", "--tasks", "12", "--out", "x"], "valid indices are 0..9"),
+        (
+            ["demos", "--suite", "libero_object", "--tasks", "12", "--out", "x"],
+            "valid indices are 0..9",
+        ),
         (["demos", "--suite", "nope", "--out", "x"], "valid suites"),
         (["run", "missing.yaml"], "bundled recipes"),
     ],
@@ -72,9 +75,13 @@ def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, c
     assert (run / "recipe.yaml").is_file()
     for source in ("dlr", "o2o"):
         assert len(read_episode_meta(run / "datasets" / source / "full")) == 2
-        assert read_manifest(run / "pretraining" / "openvla" / source / "n1")["status"] == "complete"
+        assert (
+            read_manifest(run / "pretraining" / "openvla" / source / "n1")["status"] == "complete"
+        )
     results = pd.read_parquet(run / "evaluation" / "results.parquet")
-    assert set(results.source) == {"none", "dlr", "o2o"} and len(results) == 5  # none + 2 sources x 2 sizes
+    assert (
+        set(results.source) == {"none", "dlr", "o2o"} and len(results) == 5
+    )  # none + 2 sources x 2 sizes
     assert set(results["size"]) == {0, 1, 2} and (results.episodes == 1).all()
     assert (run / "report" / "report.md").is_file() and (run / "report" / "success.md").is_file()
     before = (demos / "meta" / "info.json").stat().st_mtime_ns

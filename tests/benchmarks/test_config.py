@@ -22,12 +22,27 @@ def _minimal(**kw):
     "data, expected",
     [
         (_minimal(demoz={}), "demoz: unknown key; allowed keys here: name, description"),
-        (_minimal(demos={"episodes": 3}), "demos.episodes: unknown key; allowed keys here: suites, tasks, episodes_per_task"),
-        (_minimal(demos={"episodes_per_task": 0}), "demos.episodes_per_task: Input should be greater than 0"),
-        (_minimal(demos={"suites": ["libero_100"]}), "demos.suites.0: Input should be 'libero_spatial', 'libero_object'"),
-        (_minimal(demos={"tasks": [3, 42]}), "demos.tasks: task index 42 out of range for libero_spatial"),
+        (
+            _minimal(demos={"episodes": 3}),
+            "demos.episodes: unknown key; allowed keys here: suites, tasks, episodes_per_task",
+        ),
+        (
+            _minimal(demos={"episodes_per_task": 0}),
+            "demos.episodes_per_task: Input should be greater than 0",
+        ),
+        (
+            _minimal(demos={"suites": ["libero_100"]}),
+            "demos.suites.0: Input should be 'libero_spatial', 'libero_object'",
+        ),
+        (
+            _minimal(demos={"tasks": [3, 42]}),
+            "demos.tasks: task index 42 out of range for libero_spatial",
+        ),
         (_minimal(pretraining={"archs": ["rt2"]}), "pretraining.archs: "),
-        (_minimal(adaptation={"method": "qlora"}), "adaptation.method: Input should be 'full' or 'lora'"),
+        (
+            _minimal(adaptation={"method": "qlora"}),
+            "adaptation.method: Input should be 'full' or 'lora'",
+        ),
         (_minimal(stages=["demos", "train"]), "stages.1: Input should be 'demos', 'generation'"),
         ({"demos": {}}, "name: Field required"),
     ],

@@ -38,6 +38,8 @@ def test_pretraining_names_a_subset_generation_could_not_fill(tmp_path):
         {"name": "t", "stages": ["pretraining"],
          "pretraining": {"archs": ["openvla"], "sources": ["dlr"], "sizes": ["full", "n6"]}}
     )  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="matched only 3 episodes.*'n6'.*max_attempts_per_kept"):
+    with pytest.raises(
+        FileNotFoundError, match="matched only 3 episodes.*'n6'.*max_attempts_per_kept"
+    ):
         run_pretraining(recipe, tmp_path)
     assert not (tmp_path / "pretraining").exists()  # checked before anything trains

@@ -35,7 +35,9 @@ def episodes(object_env):
 def test_round_trip_through_lerobot(tmp_path, episodes):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    root = write_episodes(episodes, tmp_path / "ds", spec=DatasetSpec(image_size=32), progress=False)
+    root = write_episodes(
+        episodes, tmp_path / "ds", spec=DatasetSpec(image_size=32), progress=False
+    )
     ds = LeRobotDataset("local/dlr", root=root, video_backend="pyav")
     assert ds.meta.total_episodes == 2 and len(ds) == 21
     item = ds[12]  # first frame of episode 1
@@ -48,7 +50,10 @@ def test_round_trip_through_lerobot(tmp_path, episodes):
     assert batch[IMAGE_KEY].shape == (4, 3, 32, 32)
 
     meta = read_episode_meta(root)
-    assert meta[["strategy_id", "pattern_id", "init_state_index", "length"]].values.tolist() == [[0, 2, 0, 12], [1, 0, 1, 9]]
+    assert meta[["strategy_id", "pattern_id", "init_state_index", "length"]].values.tolist() == [
+        [0, 2, 0, 12],
+        [1, 0, 1, 9],
+    ]
     assert set(meta.source) == {"demo"}
     back = load_episodes(root)
     for a, b in zip(episodes, back, strict=True):
@@ -58,7 +63,9 @@ def test_round_trip_through_lerobot(tmp_path, episodes):
 
 
 def test_stored_episodes_replay_in_a_fresh_env(tmp_path, episodes):
-    root = write_episodes(episodes[:1], tmp_path / "ds", spec=DatasetSpec(image_size=32), progress=False)
+    root = write_episodes(
+        episodes[:1], tmp_path / "ds", spec=DatasetSpec(image_size=32), progress=False
+    )
     ep = load_episodes(root)[0]
     fresh = LiberoEnv((ep.suite, ep.task_index))
     try:
@@ -85,7 +92,9 @@ def test_replay_mismatch_is_detected(episodes):
 
 def test_failed_write_leaves_nothing(tmp_path, episodes):
     def broken():
-        yield Episode(**{**episodes[0].__dict__, "images": {"image": np.zeros((12, 32, 32, 3), np.uint8)}})
+        yield Episode(
+            **{**episodes[0].__dict__, "images": {"image": np.zeros((12, 32, 32, 3), np.uint8)}}
+        )
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -114,8 +123,16 @@ def test_episode_validates_lengths(episodes):
 def test_parallel_rendering_matches_sequential(tmp_path, episodes):
     from generation.data.reader import read_frames
 
-    seq = write_episodes(episodes, tmp_path / "seq", spec=DatasetSpec(image_size=24), progress=False)
-    par = write_episodes(episodes, tmp_path / "par", spec=DatasetSpec(image_size=24), progress=False, render_workers=2)
+    seq = write_episodes(
+        episodes, tmp_path / "seq", spec=DatasetSpec(image_size=24), progress=False
+    )
+    par = write_episodes(
+        episodes,
+        tmp_path / "par",
+        spec=DatasetSpec(image_size=24),
+        progress=False,
+        render_workers=2,
+    )
     a = read_frames(seq, columns=["index", IMAGE_KEY])
     b = read_frames(par, columns=["index", IMAGE_KEY])
     assert len(a) == 21 and [x["bytes"] for x in a[IMAGE_KEY]] == [x["bytes"] for x in b[IMAGE_KEY]]

@@ -7,7 +7,13 @@ from generation.envs.suites import SUITES, get_task, init_states, list_tasks, pa
 
 def test_suites_have_their_tasks():
     sizes = {s: len(list_tasks(s)) for s in SUITES}
-    assert sizes == {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
+    assert sizes == {
+        "libero_spatial": 10,
+        "libero_object": 10,
+        "libero_goal": 10,
+        "libero_10": 10,
+        "libero_90": 90,
+    }
     assert init_states("libero_object", 0).shape[0] == 50
 
 
@@ -82,7 +88,10 @@ def test_replay_is_exact_across_resets_and_render_modes(object_env):
     first, info = _rollout(object_env, actions, init_state_index=1)
     again, _ = _rollout(object_env, actions, init_state=info["init_state"])
     np.testing.assert_array_equal(first, again)
-    faithful = LiberoEnv(("libero_object", 0), EnvConfig(render_mode="faithful", cameras=("agentview",), image_size=32))
+    faithful = LiberoEnv(
+        ("libero_object", 0),
+        EnvConfig(render_mode="faithful", cameras=("agentview",), image_size=32),
+    )
     try:
         rendered, _ = _rollout(faithful, actions, init_state=info["init_state"])
     finally:
@@ -99,7 +108,9 @@ def test_seeded_reset_gives_new_layouts_reproducibly(object_env):
 
 
 def test_images_are_upright_and_sized():
-    env = LiberoEnv(("libero_object", 0), EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), image_size=48))
+    env = LiberoEnv(
+        ("libero_object", 0), EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), image_size=48)
+    )
     try:
         obs, _ = env.reset(init_state_index=0)
         raw = env.raw.env._get_observations(force_update=True)
@@ -124,7 +135,9 @@ def test_vector_env_autoresets_through_schedule():
     from generation.envs.vector import SubprocVectorEnv
 
     task = get_task("libero_object", 0)
-    with SubprocVectorEnv(task, EnvConfig(horizon=4), num_envs=2, init_state_indices=[0, 1, 2, 3]) as venv:
+    with SubprocVectorEnv(
+        task, EnvConfig(horizon=4), num_envs=2, init_state_indices=[0, 1, 2, 3]
+    ) as venv:
         obs, infos = venv.reset()
         assert obs["state"].shape == (2, 8)
         assert [i["init_state_index"] for i in infos] == [0, 1]
