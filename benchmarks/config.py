@@ -96,6 +96,12 @@ class EvalStageConfig(Strict):
     num_workers: int = Field(default=2, ge=1)
     horizon: int | None = Field(default=None, ge=1, description="None: the suite's standard budget")
     video_episodes: int = Field(default=0, ge=0)
+    offline_episodes_per_task: int = Field(
+        default=0,
+        ge=0,
+        description="held-out scripted demos per task on which every adapted policy's action "
+        "error is measured (evaluation/offline.parquet); 0: none",
+    )
 
 
 class Recipe(Strict):

@@ -223,14 +223,19 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
     cfg = section(recipe, "evaluation")
     out = run_dir / "evaluation"
-    for r in adaptation_runs(recipe, run_dir):
+    runs = adaptation_runs(recipe, run_dir)
+    for r in runs:
         if not (r["out"] / "config.json").is_file():
             raise FileNotFoundError(
                 f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
             )
+    heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
+    for r in runs:
         # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
         cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
         _ensure_fresh(cache, _key(r["out"]), force)
+        if r["suite"] in heldout:
+            _offline(r, heldout[r["suite"]], cache, out)
         evaluate(
             str(r["out"]), arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
             tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
@@ -238,6 +243,56 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             video_episodes=cfg.video_episodes,
         )  # fmt: skip
     return out / "results.parquet"
+
+
+def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str, Path]:
+    """Scripted demos of the adapted suites' tasks that adaptation never saw (the episodes
+    after ``demos.episodes_per_task``: other init states and noise), rendered like the
+    adaptation demos; one dataset per suite under ``evaluation/heldout/``."""
+    from generation.data.schema import DatasetSpec
+    from generation.demos import collect_demos
+    from generation.envs.suites import list_tasks
+
+    demos = recipe.demos
+    spec = DatasetSpec(
+        image_size=demos.image_size, wrist_image=demos.wrist_image, use_videos=demos.use_videos
+    )
+    roots = {}
+    for suite in section(recipe, "adaptation").suites:
+        out = run_dir / "evaluation" / "heldout" / suite
+        indices = _eval_tasks(recipe, cfg, suite)
+        tasks = [t for t in list_tasks(suite) if indices is None or t.index in indices]
+        stage_cfg = {"episodes_per_task": cfg.offline_episodes_per_task, "suite": suite,
+                     "tasks": [t.index for t in tasks], "first_episode": demos.episodes_per_task,
+                     "image_size": demos.image_size, "wrist_image": demos.wrist_image,
+                     "seed": recipe.seed}  # fmt: skip
+        if force or not is_complete(out, stage_cfg):
+            summary = collect_demos(
+                tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
+                seed=recipe.seed, render_mode=demos.render_mode,
+                first_episode=demos.episodes_per_task,
+            )  # fmt: skip
+            with stage(out, stage_cfg, "heldout demos", seed=recipe.seed) as results:
+                results.update(summary)
+        roots[suite] = out
+    return roots
+
+
+def _offline(r: dict, heldout: Path, cache: Path, out: Path) -> None:
+    """Held-out action error of one adapted checkpoint, once per (checkpoint, held-out set)."""
+    from evaluation.offline import evaluate_offline
+
+    marker = cache / "offline.done"
+    key = f"{_key(r['out'])}|{(read_manifest(heldout) or {}).get('config_hash')}"
+    if marker.is_file() and marker.read_text() == key:
+        return
+    evaluate_offline(
+        r["out"], arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
+        dataset_root=heldout, out_dir=out,
+    )  # fmt: skip
+    tmp = cache / ".offline.done.tmp"
+    tmp.write_text(key)
+    tmp.replace(marker)
 
 
 def _eval_tasks(recipe: Recipe, cfg, suite: str):

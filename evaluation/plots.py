@@ -78,6 +78,37 @@ def scaling_curves(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     return out
 
 
+def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """One PNG per arch: held-out action MSE vs pretraining size (mean over suites and tasks,
+    episode-weighted), a line per source with 95% error bars; ``none`` dashed."""
+    df = offline.assign(
+        mse_w=offline["action_mse"] * offline["episodes"],
+        var_w=(offline["action_mse_se"].fillna(0) * offline["episodes"]) ** 2,
+    )
+    points = df.groupby(["arch", "source", "size"])[["episodes", "mse_w", "var_w"]].sum()
+    points = points.reset_index()
+    points["mse"] = points["mse_w"] / points["episodes"]
+    points["ci"] = 1.96 * np.sqrt(points["var_w"]) / points["episodes"]
+    out = {}
+    for arch in sorted(points["arch"].unique()):
+        sub = points[points["arch"] == arch]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for source in _sources(sub["source"]):
+            line = sub[sub["source"] == source].sort_values("size")
+            color = SOURCE_COLORS.get(source)
+            if (line["size"] <= 0).all():
+                ax.axhline(line["mse"].iloc[0], color=color, ls="--", label=source)
+                continue
+            ax.errorbar(line["size"], line["mse"], yerr=line["ci"], marker="o", color=color,
+                        capsize=3, label=source)  # fmt: skip
+        ax.set_xlabel("pretraining episodes")
+        ax.set_ylabel("held-out action MSE (lower is better)")
+        ax.set_title(f"{arch}: held-out action error")
+        ax.legend()
+        out[arch] = _save(fig, out_dir / f"offline_{arch}.png")
+    return out
+
+
 # --------------------------------------------------------------------------- trajectories
 @dataclass
 class TrajectorySet:

@@ -6,6 +6,8 @@ and the generated datasets (``datasets/<source>/full``) and writes into ``report
     CI), plus the average over suites (.md .csv .tex);
   - ``diversity``: Table 1, metrics x sources with a DLR/O2O ratio (.md .csv .tex);
   - ``scaling_<arch>.png``: success vs pretraining size, one line per source, CI bands;
+  - ``offline`` and ``offline_<arch>.png``: held-out action error (``evaluation/offline.parquet``,
+    when the recipe asks for it) per arch x source x size, and against pretraining size;
   - ``tsne.png`` and ``pairwise_distances.png`` of end-effector trajectories;
   - ``report.md``: an index embedding all of them.
 It never runs a model; whatever input is missing skips its part with a note.
@@ -197,6 +199,26 @@ def build_report(
             "pretraining size; Avg is the mean over suites.\n\n" + to_markdown(display)
             + "\n[csv](success.csv) · [tex](success.tex)\n"
         )  # fmt: skip
+
+    offline_path = run_dir / "evaluation" / "offline.parquet"
+    if offline_path.is_file():
+        from evaluation.offline import offline_table
+
+        offline = pd.read_parquet(offline_path)
+        display, numbers = offline_table(offline)
+        outputs |= write_table(display, numbers, out_dir, "offline",
+                               "Held-out action MSE (95% CI) and gripper agreement")  # fmt: skip
+        sections.append("## Held-out action error\n")
+        sections.append(
+            "Mean squared error of each adapted policy's first action against held-out scripted "
+            "demonstrations of the same tasks (episodes adaptation never saw; lower is better), "
+            "± 1.96 standard errors over episodes, and the share of frames whose gripper command "
+            "has the demonstrator's sign. An offline proxy: closed-loop success is the measure.\n\n"
+            + to_markdown(display) + "\n[csv](offline.csv) · [tex](offline.tex)\n"
+        )  # fmt: skip
+        for arch, path in plots.offline_curves(offline, out_dir).items():
+            outputs[f"offline_{arch}"] = path
+            sections.append(f"![held-out action error {arch}]({path.name})\n")
 
     diversity_path = run_dir / "evaluation" / "diversity.parquet"
     diversity = pd.read_parquet(diversity_path) if diversity_path.is_file() else pd.DataFrame()

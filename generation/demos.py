@@ -35,14 +35,21 @@ class DemoJob:
 
 
 def plan_jobs(
-    tasks: list[TaskSpec], episodes_per_task: int, cache_dir: Path, seed: int
+    tasks: list[TaskSpec],
+    episodes_per_task: int,
+    cache_dir: Path,
+    seed: int,
+    first_episode: int = 0,
 ) -> list[DemoJob]:
+    """Episodes ``first_episode ..`` of each task: episode i takes strategy i mod S, init state
+    i mod N and its own seed, so a later range (held-out demos) never repeats an earlier one's
+    init state (while N allows) or noise."""
     from generation.demonstrators import demonstrator_for
 
     jobs = []
     for task in tasks:
         demo = demonstrator_for(task)  # raises a clear error for tasks without one
-        for i in range(episodes_per_task):
+        for i in range(first_episode, first_episode + episodes_per_task):
             jobs.append(
                 DemoJob(
                     task=task,
@@ -102,10 +109,11 @@ def collect_state_only(
     cache_dir: str | Path,
     num_workers: int = 2,
     seed: int = 0,
+    first_episode: int = 0,
 ) -> tuple[list[DemoJob], list[Episode]]:
     """State-only scripted demos (strategies round-robin, init states cycled), each cached in
     ``cache_dir`` as it finishes so that a rerun collects only what is missing."""
-    jobs = plan_jobs(tasks, episodes_per_task, Path(cache_dir), seed)
+    jobs = plan_jobs(tasks, episodes_per_task, Path(cache_dir), seed, first_episode)
     todo = [j for j in jobs if not Path(j.cache_path).is_file()]
     if len(todo) < len(jobs):
         log.info(
@@ -132,14 +140,18 @@ def collect_demos(
     seed: int = 0,
     render_mode: str = "fast",
     keep_failures: bool = False,
+    first_episode: int = 0,
 ) -> dict:
-    """Collect, render and write demos; returns a summary (per-task success, counts, path)."""
+    """Collect, render and write demos; returns a summary (per-task success, counts, path).
+    ``first_episode`` > 0 continues a task's episode numbering (held-out demos)."""
     from generation.data.writer import write_episodes
 
     spec = spec or DatasetSpec()
     out_root = Path(out_root)
     cache_dir = out_root.parent / f".{out_root.name}.cache"
-    jobs, episodes = collect_state_only(tasks, episodes_per_task, cache_dir, num_workers, seed)
+    jobs, episodes = collect_state_only(
+        tasks, episodes_per_task, cache_dir, num_workers, seed, first_episode
+    )
     per_task: dict[str, dict] = {}
     for job, ep in zip(jobs, episodes, strict=True):
         s = per_task.setdefault(job.task.name, {"episodes": 0, "successes": 0})

@@ -53,7 +53,8 @@ TINY = {
     "pretraining": {"archs": ["openvla"], "sources": ["dlr", "o2o"], "sizes": ["n1", "full"], "steps": 2,
                     "batch_size": 2, "warmup_steps": 1},
     "adaptation": {"suites": ["libero_spatial"], "steps": 2, "batch_size": 2, "warmup_steps": 1},
-    "evaluation": {"episodes_per_task": 1, "num_workers": 1, "horizon": 5},
+    "evaluation": {"episodes_per_task": 1, "num_workers": 1, "horizon": 5,
+                   "offline_episodes_per_task": 1},
 }  # fmt: skip
 
 
@@ -84,10 +85,17 @@ def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, c
     )  # none + 2 sources x 2 sizes
     assert set(results["size"]) == {0, 1, 2} and (results.episodes == 1).all()
     assert (run / "report" / "report.md").is_file() and (run / "report" / "success.md").is_file()
+    # held-out demos (episodes after the adaptation demos' 3) score every adapted policy offline
+    heldout = read_episode_meta(run / "evaluation" / "heldout" / "libero_spatial")
+    assert len(heldout) == 1 and heldout.init_state_index.tolist() == [3]
+    offline = pd.read_parquet(run / "evaluation" / "offline.parquet")
+    assert len(offline) == 5 and (offline.episodes == 1).all() and (offline.action_mse > 0).all()
+    assert (run / "report" / "offline.md").is_file()
     before = (demos / "meta" / "info.json").stat().st_mtime_ns
     assert main(["run", str(p)]) == 0  # complete for the same config: every stage skipped
     assert (demos / "meta" / "info.json").stat().st_mtime_ns == before
     assert len(pd.read_parquet(run / "evaluation" / "results.parquet")) == 5
+    assert pd.read_parquet(run / "evaluation" / "offline.parquet").equals(offline)
 
 
 @pytest.mark.parametrize(
