@@ -75,7 +75,10 @@ def cmd_demos(args) -> int:
 def cmd_demo_quality(args) -> int:
     from generation.demonstrators.evaluate import evaluate_demonstrators
 
-    table = evaluate_demonstrators(args.suite, args.tasks, n_init=args.init_states, seed=args.seed)
+    table = evaluate_demonstrators(
+        args.suite, args.tasks, n_init=args.init_states, seed=args.seed, cycle=args.cycle,
+        num_workers=args.workers,
+    )  # fmt: skip
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False))
     if args.out:
@@ -208,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-states", type=int, default=10, help="init states per task (x every strategy)"
     )
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--cycle", action="store_true",
+        help="one strategy per init state (i mod strategies) instead of every strategy on each",
+    )  # fmt: skip
+    s.add_argument("--workers", type=int, default=1, help="tasks evaluated in parallel processes")
     s.add_argument("--out", help="also write the table as CSV")
     s.set_defaults(func=cmd_demo_quality)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import time
+from contextlib import ExitStack
+from functools import partial
 
 import numpy as np
 
@@ -15,22 +18,30 @@ from generation.envs.suites import TaskSpec, parse_tasks
 log = logging.getLogger(__name__)
 
 
-def evaluate_task(task: TaskSpec, n_init: int = 10, seed: int = 0, init_offset: int = 0) -> dict:
-    """Run every strategy of ``task``'s demonstrator on init states ``init_offset..+n_init``."""
+def evaluate_task(
+    task: TaskSpec, n_init: int = 10, seed: int = 0, init_offset: int = 0, cycle: bool = False
+) -> dict:
+    """Run ``task``'s demonstrator on init states ``init_offset..+n_init``: every strategy on
+    each, or with ``cycle`` one strategy per init state (i mod S), which covers all of a
+    suite's init states at a third of the cost."""
     from generation.envs.libero_env import LiberoEnv
 
     demo = demonstrator_for(task)
     env = LiberoEnv(task)
+    inits = range(init_offset, init_offset + n_init)
+    if cycle:
+        plan = [(i % demo.n_strategies, i) for i in inits]
+    else:
+        plan = [(s, i) for s in range(demo.n_strategies) for i in inits]
     episodes, seconds = [], 0.0
     try:
-        for strategy in range(demo.n_strategies):
-            for i in range(init_offset, init_offset + n_init):
-                t0 = time.perf_counter()
-                ep = collect_episode(
-                    env, demo, strategy, init_state_index=i % task.n_init_states, seed=seed
-                )
-                seconds += time.perf_counter() - t0
-                episodes.append(ep)
+        for strategy, i in plan:
+            t0 = time.perf_counter()
+            ep = collect_episode(
+                env, demo, strategy, init_state_index=i % task.n_init_states, seed=seed
+            )
+            seconds += time.perf_counter() - t0
+            episodes.append(ep)
     finally:
         env.close()
     row = {"suite": task.suite, "task_index": task.index, "task_name": task.name}
@@ -61,6 +72,8 @@ def evaluate_demonstrators(
     seed: int = 0,
     init_offset: int = 0,
     progress: bool = True,
+    cycle: bool = False,
+    num_workers: int = 1,
 ):
     """Per-task table (pandas DataFrame) for the covered tasks of ``suite`` among ``tasks``.
 
@@ -73,8 +86,16 @@ def evaluate_demonstrators(
     from tqdm.auto import tqdm
 
     selected = [t for t in parse_tasks(suite, tasks) if has_demonstrator(t)]
+    work = partial(evaluate_task, n_init=n_init, seed=seed, init_offset=init_offset, cycle=cycle)
     rows = []
-    for task in tqdm(selected, desc=f"demonstrators {suite}", disable=not progress):
-        rows.append(evaluate_task(task, n_init=n_init, seed=seed, init_offset=init_offset))
-        log.info("%s", {k: v for k, v in rows[-1].items() if k != "task_name"})
+    with ExitStack() as stack:
+        if num_workers > 1:  # one task per worker process, each with its own GL context
+            pool = stack.enter_context(mp.get_context("forkserver").Pool(num_workers))
+            results = pool.imap(work, selected)
+        else:
+            results = map(work, selected)
+        for row in tqdm(results, total=len(selected), desc=f"demonstrators {suite}",
+                        disable=not progress):  # fmt: skip
+            rows.append(row)
+            log.info("%s", {k: v for k, v in row.items() if k != "task_name"})
     return pd.DataFrame(rows)
