@@ -161,6 +161,40 @@ def write_table(
     return out
 
 
+# --------------------------------------------------------------------------- generation
+def _generation_sections(run_dir: Path, out_dir: Path, outputs: dict) -> list[str]:
+    """The generator's per-task figures (discovery, success before and after Reinforce, wall
+    times) from its manifests; nothing when the run has no generation folder."""
+    from evaluation.generation_tables import generation_success, generation_tasks, pooled_success
+
+    tasks = generation_tasks(run_dir)
+    if tasks.empty:
+        return []
+    sections = ["## Generation (Discover, Learn, Reinforce)\n"]
+    outputs |= write_table(tasks, tasks, out_dir, "generation_tasks", "Generation per task")
+    sections.append(
+        "Per task: demonstrations, discovery against the demonstrators' strategies (episode "
+        "NMI / ARI), pattern sizes, BC path separation (between / within patterns) and wall "
+        "time per step in seconds.\n\n" + to_markdown(tasks)
+    )
+    success = generation_success(run_dir)
+    if not success.empty:
+        outputs |= write_table(success, success, out_dir, "generation_success",
+                               "Success before and after Reinforce")  # fmt: skip
+        pooled = pooled_success(success)
+        outputs |= write_table(pooled, pooled, out_dir, "generation_success_pooled",
+                               "Success before and after Reinforce, pooled")  # fmt: skip
+        sections.append(
+            "Closed-loop success per source and pattern: the BC policy (Learn, `bc_episodes` "
+            "episodes), PPO's first and last training iterations (successes / episodes), and "
+            "the final policy's rollouts (kept = episodes that went into the datasets). MI "
+            "trains one policy over sampled patterns, starting from DLR's BC policy.\n\n"
+            + to_markdown(success) + "\nPooled over tasks and patterns:\n\n"
+            + to_markdown(pooled)
+        )  # fmt: skip
+    return sections
+
+
 # --------------------------------------------------------------------------- the whole report
 def find_dataset_roots(run_dir: Path) -> dict[str, Path]:
     """``datasets/<source>/full`` folders that hold a LeRobot dataset, by source."""
@@ -219,6 +253,8 @@ def build_report(
         for arch, path in plots.offline_curves(offline, out_dir).items():
             outputs[f"offline_{arch}"] = path
             sections.append(f"![held-out action error {arch}]({path.name})\n")
+
+    sections += _generation_sections(run_dir, out_dir, outputs)
 
     diversity_path = run_dir / "evaluation" / "diversity.parquet"
     diversity = pd.read_parquet(diversity_path) if diversity_path.is_file() else pd.DataFrame()
