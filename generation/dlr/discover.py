@@ -47,10 +47,18 @@ class VAEConfig:
       through the demonstration), "horizon" t / horizon, or "none".
     object_state: include object poses (else proprio only).
     orientation: include the eef axis-angle (it wraps near +-pi, which looks like huge jumps).
+    goal_relative: add the eef position relative to each goal object (the task's BDDL goal,
+      ``generation.dlr.features``): a path's shape in the frame of what it moves and where,
+      which the scene's layout does not change. Needs ``discover(..., relative=...)``.
+
+    Defaults measured on 90 scripted demos of LIBERO-Object tasks 0 / 1 (episode NMI): world
+    frame, no window 0.75 / 0.44; window 10 0.62 / 0.53; goal-relative 0.57 / 0.56;
+    goal-relative with window 10 0.83 / 0.69.
     """
 
     num_patterns: int = 3
-    window: int = 0
+    window: int = 10
+    goal_relative: bool = True
     phase: str = "episode"
     object_state: bool = False
     orientation: bool = False
@@ -65,12 +73,19 @@ class VAEConfig:
 
 
 # ----------------------------------------------------------------------------- features
-def raw_state(states: np.ndarray, env_states: np.ndarray, cfg: VAEConfig) -> np.ndarray:
-    """The clustered part of the state: eef position, [axis-angle], gripper, [object poses]."""
-    proprio = states if cfg.orientation else states[:, [0, 1, 2, 6, 7]]
-    return (
-        np.concatenate([proprio, env_states], axis=1) if cfg.object_state else np.asarray(proprio)
-    )
+def raw_state(
+    states: np.ndarray, env_states: np.ndarray, cfg: VAEConfig, relative: Sequence[int] = ()
+) -> np.ndarray:
+    """The clustered part of the state: eef position, [axis-angle], gripper, [object poses],
+    [goal objects' positions relative to the eef; ``relative``: their offsets in the flat
+    state ``[states, env_states]``]."""
+    parts = [states if cfg.orientation else states[:, [0, 1, 2, 6, 7]]]
+    if cfg.object_state:
+        parts.append(env_states)
+    if cfg.goal_relative and len(relative):
+        flat = np.concatenate([states, env_states], axis=1)
+        parts += [flat[:, r : r + 3] - flat[:, 0:3] for r in relative]
+    return np.concatenate(parts, axis=1)
 
 
 def window_features(s: np.ndarray, window: int) -> np.ndarray:
@@ -84,12 +99,13 @@ def window_features(s: np.ndarray, window: int) -> np.ndarray:
 class StateFeatures:
     """Episode arrays -> (normalised features x, phase c); statistics fitted on the demos."""
 
-    def __init__(self, cfg: VAEConfig, horizon: int):
-        self.cfg, self.horizon = cfg, horizon
+    def __init__(self, cfg: VAEConfig, horizon: int, relative: Sequence[int] = ()):
+        self.cfg, self.horizon, self.relative = cfg, horizon, [int(r) for r in relative]
         self.mean = self.std = self.keep = None
 
     def unnormalised(self, states: np.ndarray, env_states: np.ndarray) -> np.ndarray:
-        return window_features(raw_state(states, env_states, self.cfg), self.cfg.window)
+        raw = raw_state(states, env_states, self.cfg, self.relative)
+        return window_features(raw, self.cfg.window)
 
     def phase(self, length: int) -> np.ndarray:
         t = np.arange(length, dtype=np.float32)[:, None]
@@ -111,10 +127,12 @@ class StateFeatures:
         return x[:, self.keep].astype(np.float32), self.phase(len(states))
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "keep": self.keep, "horizon": self.horizon}
+        return {"mean": self.mean, "std": self.std, "keep": self.keep, "horizon": self.horizon,
+                "relative": self.relative}  # fmt: skip
 
     def load_state_dict(self, d: dict) -> None:
         self.mean, self.std, self.keep, self.horizon = d["mean"], d["std"], d["keep"], d["horizon"]
+        self.relative = list(d.get("relative", []))
 
 
 # ----------------------------------------------------------------------------- model
@@ -258,10 +276,14 @@ class Discovery:
         return cls(feats, vae, ck["elbo"])
 
 
-def discover(episodes: Sequence[Episode], cfg: VAEConfig, horizon: int) -> Discovery:
-    """Fit the categorical VAE on all states of ``episodes`` (best of ``cfg.restarts`` runs)."""
+def discover(
+    episodes: Sequence[Episode], cfg: VAEConfig, horizon: int, relative: Sequence[int] = ()
+) -> Discovery:
+    """Fit the categorical VAE on all states of ``episodes`` (best of ``cfg.restarts`` runs).
+    ``relative``: offsets of the goal objects' positions in the flat state (see
+    :func:`generation.dlr.features.feature_spec`), used when ``cfg.goal_relative``."""
     torch.manual_seed(cfg.seed)
-    feats = StateFeatures(cfg, horizon).fit(episodes)
+    feats = StateFeatures(cfg, horizon, relative).fit(episodes)
     pairs = [feats(e.states, e.env_states) for e in episodes]
     xs, cs = [torch.as_tensor(p[0]) for p in pairs], [torch.as_tensor(p[1]) for p in pairs]
     best = None

@@ -125,7 +125,8 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
     chain["discover"] = {"vae": asdict(replace(cfg.vae, num_patterns=K, seed=cfg.seed))}
 
     def discover_step(d: Path) -> dict:
-        disc = discover(demos, replace(cfg.vae, num_patterns=K, seed=cfg.seed), horizon)
+        relative = feature_spec(task, "goal")["relative"] if cfg.vae.goal_relative else []
+        disc = discover(demos, replace(cfg.vae, num_patterns=K, seed=cfg.seed), horizon, relative)
         disc.save(d / "vae.pt")
         report = label_report(disc, demos)
         state_labels = [disc.label_states(e.states, e.env_states).tolist() for e in demos]

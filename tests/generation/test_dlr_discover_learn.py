@@ -13,7 +13,11 @@ FAST_VAE = VAEConfig(num_patterns=3, epochs=15, restarts=1, window=10)
 
 def test_vae_recovers_synthetic_strategies(tmp_path):
     demos = synthetic_demos(per_strategy=10)
-    disc = discover(demos, FAST_VAE, horizon=60)
+    # the goal sits at env_state[0:3], offset 8 of the flat state: paths in its frame too
+    disc = discover(demos, FAST_VAE, horizon=60, relative=[8])
+    x, _ = disc.features(demos[0].states, demos[0].env_states)
+    # eef pos, goal - eef and their 10-step changes (the constant gripper columns are dropped)
+    assert x.shape[1] == 2 * (3 + 3)
     report = label_report(disc, demos)
     assert report["episode_nmi"] > 0.9, report
     assert sum(report["pattern_sizes"]) == len(demos)
@@ -23,6 +27,7 @@ def test_vae_recovers_synthetic_strategies(tmp_path):
     # save / load round trip keeps the labelling function
     disc.save(tmp_path / "vae.pt")
     again = Discovery.load(tmp_path / "vae.pt")
+    assert again.features.relative == [8]
     assert [again.label_episode(e) for e in demos] == report["episode_labels"]
 
 
