@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -140,9 +141,14 @@ def run_step(
 
     step_dir = Path(step_dir)
     done = read_manifest(step_dir)
-    if done and done.get("status") == "complete" and done.get("config_hash") == config_hash(config):
-        logging.getLogger(__name__).info("skip %s (complete for this config)", step_dir)
-        return done["result"]
+    if done and done.get("config_hash") == config_hash(config):
+        if done.get("status") == "complete":
+            logging.getLogger(__name__).info("skip %s (complete for this config)", step_dir)
+            return done["result"]
+    elif done and step_dir.is_dir():
+        # made for another config: its partial work (e.g. PPO checkpoints) must not be resumed
+        logging.getLogger(__name__).warning("%s was made for another config: cleared", step_dir)
+        shutil.rmtree(step_dir)
     step_dir.mkdir(parents=True, exist_ok=True)
     with stage(step_dir, config, name or step_dir.name) as result:
         result.update(fn(step_dir))

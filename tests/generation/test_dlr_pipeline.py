@@ -117,6 +117,27 @@ def test_step_is_skipped_when_complete_for_same_config(tmp_path):
     assert run_step(tmp_path / "s", {"a": 2}, fn) == {"value": 2}  # new config: reruns
 
 
+def test_partial_work_of_another_config_is_not_resumed(tmp_path):
+    """A step interrupted under one config leaves files (PPO checkpoints); a rerun under
+    another config must start clean, a rerun under the same config keeps them."""
+
+    def crash(d):
+        (d / "checkpoint.pt").write_text("partial")
+        raise KeyboardInterrupt
+
+    def seen(d):
+        return {"checkpoint": (d / "checkpoint.pt").is_file()}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_step(tmp_path / "s", {"a": 1}, crash)
+    assert run_step(tmp_path / "s", {"a": 1}, seen) == {"checkpoint": True}  # same: resumes
+    with pytest.raises(KeyboardInterrupt):
+        run_step(tmp_path / "t", {"a": 1}, crash)
+    assert run_step(tmp_path / "t", {"a": 2}, seen) == {"checkpoint": False}  # other: cleared
+    (tmp_path / "s" / "checkpoint.pt").write_text("left after completion")
+    assert run_step(tmp_path / "s", {"a": 3}, seen) == {"checkpoint": False}
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     for var, sub in (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot")):
