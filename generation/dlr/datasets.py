@@ -71,10 +71,18 @@ def matched_episodes(
     return out
 
 
-def subset_dirs(per_task_sizes: Sequence[int], smallest_task: int) -> list[tuple[str, int | None]]:
-    """[("n<size>", size), ..., ("full", None)]: the subset sizes every task can fill (below
-    ``smallest_task``, the smallest per-task matched count), increasing; ``full`` takes all."""
-    sizes = sorted({s for s in per_task_sizes if 0 < s < smallest_task})
+def subset_dirs(
+    per_task_sizes: Sequence[int], smallest_task: int, largest_task: int | None = None
+) -> list[tuple[str, int | None]]:
+    """[("n<size>", size), ..., ("full", None)]: the subset sizes every task can fill (at most
+    ``smallest_task``, the smallest per-task matched count), increasing; ``full`` takes all.
+    A size that would equal ``full`` for every task (``largest_task``, the largest count) is
+    left out: it would be the same dataset twice."""
+    sizes = sorted(
+        s
+        for s in set(per_task_sizes)
+        if 0 < s <= smallest_task and (largest_task is None or s < largest_task)
+    )
     return [(f"n{s}", s) for s in sizes] + [("full", None)]
 
 

@@ -325,7 +325,8 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
             )
         written = {}
         for s in cfg.sources:
-            sizes = ds.subset_dirs(cfg.subset_sizes, n_full)
+            n_max = max(n for counts in per_task.values() for n in counts.values())
+            sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
             written[s] = ds.write_source_datasets(
                 ordered[s],
                 d / s,

@@ -27,6 +27,9 @@ def test_matched_sizes_are_exactly_equal_and_nested():
     assert patterns == [0, 1, 2] * 5  # balanced, round-robin
     sizes = ds.subset_dirs([3, 6, 50], smallest_task=15)
     assert sizes == [("n3", 3), ("n6", 6), ("full", None)]
+    # the smallest task's count is a size the others can go beyond; equal to all: left out
+    assert ds.subset_dirs([3, 6], smallest_task=6, largest_task=12)[1] == ("n6", 6)
+    assert ds.subset_dirs([3, 6], smallest_task=6, largest_task=6) == [("n3", 3), ("full", None)]
     subsets = [matched["dlr"][:n] for _, n in sizes]  # [:None] is all
     assert all(
         a == b[: len(a)] for a, b in zip(subsets, subsets[1:], strict=False)
