@@ -68,6 +68,8 @@ def _curve_success(curves: Path, which: str) -> tuple[int, int] | None:
     if df.empty:
         return None
     row = df.iloc[0] if which == "first" else df.iloc[-1]
+    if pd.isna(row["episodes"]) or row["episodes"] == 0 or pd.isna(row["success_rate"]):
+        return 0, 0  # no episode finished within the iteration (tiny budgets)
     return round(row["success_rate"] * row["episodes"]), int(row["episodes"])
 
 

@@ -34,6 +34,10 @@ def run_dir(tmp_path: Path) -> Path:
         pd.DataFrame({"success_rate": [0.25, 0.5, 0.75], "episodes": [4, 4, 8]}).to_csv(
             t / "reinforce" / sub / "curves.csv", index=False
         )
+    # an iteration in which no episode finished logs a NaN success rate (tiny budgets)
+    pd.DataFrame({"success_rate": [float("nan")], "episodes": [0]}).to_csv(
+        t / "reinforce" / "o2o" / "curves.csv", index=False
+    )
     _manifest(t / "reinforce" / "mi", {}, 99.0, status="running")  # unfinished: not counted
     _manifest(t / "rollouts" / "dlr", {"0": {"attempted": 4, "succeeded": 2, "success_rate": 0.5, "kept": 2},
                                        "1": {"attempted": 8, "succeeded": 2, "success_rate": 0.25, "kept": 2}}, 7.0)  # fmt: skip
@@ -55,6 +59,7 @@ def test_success_before_and_after_reinforce(run_dir: Path) -> None:
     assert s.loc[("dlr", "1"), "ppo_first_iter"] == "1/4"
     assert s.loc[("dlr", "1"), "ppo_last_iter"] == "6/8"
     assert s.loc[("o2o", "-"), "bc_success"] == 0.75 and s.loc[("o2o", "-"), "kept"] == 4
+    assert s.loc[("o2o", "-"), "ppo_last_iter"] == "0/0"
     pooled = pooled_success(generation_success(run_dir)).set_index("source")
     assert pooled.loc["dlr", "bc_successes"] == 3  # 0.5 * 4 + 0.25 * 4
     assert pooled.loc["dlr", "rollout_success"] == pytest.approx(4 / 12)
