@@ -17,15 +17,21 @@ from generation.manifest import is_complete, read_manifest, stage, write_json_at
 log = logging.getLogger(__name__)
 
 
-def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
+def _demo_spec(cfg):
+    """The dataset schema of the recipe's demonstrations (adaptation and held-out ones)."""
     from generation.data.schema import DatasetSpec
+
+    return DatasetSpec(
+        image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos
+    )
+
+
+def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.demos import collect_demos
     from generation.envs.suites import parse_tasks
 
     cfg = recipe.demos
-    spec = DatasetSpec(
-        image_size=cfg.image_size, wrist_image=cfg.wrist_image, use_videos=cfg.use_videos
-    )
+    spec = _demo_spec(cfg)
     for suite in cfg.suites:
         out = run_dir / "demos" / suite
         stage_cfg = {
@@ -249,14 +255,11 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
     """Scripted demos of the adapted suites' tasks that adaptation never saw (the episodes
     after ``demos.episodes_per_task``: other init states and noise), rendered like the
     adaptation demos; one dataset per suite under ``evaluation/heldout/``."""
-    from generation.data.schema import DatasetSpec
     from generation.demos import collect_demos
     from generation.envs.suites import list_tasks
 
     demos = recipe.demos
-    spec = DatasetSpec(
-        image_size=demos.image_size, wrist_image=demos.wrist_image, use_videos=demos.use_videos
-    )
+    spec = _demo_spec(demos)
     roots = {}
     for suite in section(recipe, "adaptation").suites:
         out = run_dir / "evaluation" / "heldout" / suite

@@ -11,20 +11,19 @@ Two tables for the report (the figures the DLR paper's method section rests on):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from generation.manifest import read_manifest
 
 STEPS = ("demos", "discover", "learn", "reinforce", "rollouts")
 
 
 def _manifest(d: Path) -> dict | None:
-    f = d / "manifest.json"
-    if not f.is_file():
-        return None
-    m = json.loads(f.read_text())
-    return m if m.get("status") == "complete" else None
+    """The step's manifest if the step is complete."""
+    m = read_manifest(d)
+    return m if m and m.get("status") == "complete" else None
 
 
 def task_dirs(run_dir: Path) -> list[tuple[str, int, Path]]:

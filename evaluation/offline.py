@@ -15,13 +15,12 @@ has the demonstrator's sign).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from evaluation.results import _locked
+from evaluation.results import merge_table
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +111,25 @@ def evaluate_offline(
     language = {t.language: t.index for t in list_tasks(suite)}
     rows = summarise(frames, language).assign(arch=arch, source=source, size=int(size), suite=suite)
     rows = rows[list(OFFLINE_COLUMNS)]
-    merge_offline(Path(out_dir) / "offline.parquet", rows)
+    merge_table(Path(out_dir) / "offline.parquet", rows, OFFLINE_KEY)
     return rows
 
 
-def merge_offline(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Merge rows into the parquet by key (new rows win), atomically and under a lock."""
-    with _locked(path):
-        old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=OFFLINE_COLUMNS)
-        frames = [f for f in (old, rows) if len(f)]
-        merged = pd.concat(frames, ignore_index=True).drop_duplicates(
-            subset=list(OFFLINE_KEY), keep="last"
-        )
-        merged = merged.sort_values(list(OFFLINE_KEY)).reset_index(drop=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        merged.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    return merged
+def pool_offline(offline: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Pool tasks (and whatever else ``by`` leaves out): the episode-weighted mean of the
+    per-task MSEs and gripper agreements, and the standard error of that mean from the
+    per-task SEs (independent tasks): sqrt(sum (se_i n_i)^2) / sum n_i."""
+    w = offline["episodes"]
+    df = offline.assign(
+        mse_w=offline["action_mse"] * w,
+        agree_w=offline["gripper_agreement"] * w,
+        var_w=(offline["action_mse_se"].fillna(0) * w) ** 2,
+    )
+    pooled = df.groupby(by)[["episodes", "mse_w", "agree_w", "var_w"]].sum().reset_index()
+    pooled["action_mse"] = pooled["mse_w"] / pooled["episodes"]
+    pooled["gripper_agreement"] = pooled["agree_w"] / pooled["episodes"]
+    pooled["se"] = np.sqrt(pooled["var_w"]) / pooled["episodes"]
+    return pooled.drop(columns=["mse_w", "agree_w", "var_w"])
 
 
 def offline_table(offline: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -136,22 +137,7 @@ def offline_table(offline: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     action MSE over tasks with a 95% interval (1.96 standard errors)."""
     if offline.empty:
         return pd.DataFrame(), pd.DataFrame()
-    df = offline.copy()
-    # pool tasks: mean of per-episode MSEs, SE from per-task SEs (independent tasks)
-    w = df["episodes"]
-    df = df.assign(
-        mse_w=df["action_mse"] * w,
-        agree_w=df["gripper_agreement"] * w,
-        var_w=(df["action_mse_se"].fillna(0) * w) ** 2,
-    )
-    pooled = (
-        df.groupby(["arch", "source", "size", "suite"])[["episodes", "mse_w", "agree_w", "var_w"]]
-        .sum()
-        .reset_index()
-    )
-    pooled["action_mse"] = pooled["mse_w"] / pooled["episodes"]
-    pooled["gripper_agreement"] = pooled["agree_w"] / pooled["episodes"]
-    pooled["se"] = np.sqrt(pooled["var_w"]) / pooled["episodes"]
+    pooled = pool_offline(offline, ["arch", "source", "size", "suite"])
     display_rows, number_rows = [], []
     from evaluation.report import SOURCE_LABELS, SOURCE_ORDER, SUITE_LABELS, _ordered
 

@@ -81,14 +81,10 @@ def scaling_curves(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
 def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """One PNG per arch: held-out action MSE vs pretraining size (mean over suites and tasks,
     episode-weighted), a line per source with 95% error bars; ``none`` dashed."""
-    df = offline.assign(
-        mse_w=offline["action_mse"] * offline["episodes"],
-        var_w=(offline["action_mse_se"].fillna(0) * offline["episodes"]) ** 2,
-    )
-    points = df.groupby(["arch", "source", "size"])[["episodes", "mse_w", "var_w"]].sum()
-    points = points.reset_index()
-    points["mse"] = points["mse_w"] / points["episodes"]
-    points["ci"] = 1.96 * np.sqrt(points["var_w"]) / points["episodes"]
+    from evaluation.offline import pool_offline
+
+    points = pool_offline(offline, ["arch", "source", "size"])
+    points["ci"] = 1.96 * points["se"]
     out = {}
     for arch in sorted(points["arch"].unique()):
         sub = points[points["arch"] == arch]
@@ -97,9 +93,9 @@ def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
             line = sub[sub["source"] == source].sort_values("size")
             color = SOURCE_COLORS.get(source)
             if (line["size"] <= 0).all():
-                ax.axhline(line["mse"].iloc[0], color=color, ls="--", label=source)
+                ax.axhline(line["action_mse"].iloc[0], color=color, ls="--", label=source)
                 continue
-            ax.errorbar(line["size"], line["mse"], yerr=line["ci"], marker="o", color=color,
+            ax.errorbar(line["size"], line["action_mse"], yerr=line["ci"], marker="o", color=color,
                         capsize=3, label=source)  # fmt: skip
         ax.set_xlabel("pretraining episodes")
         ax.set_ylabel("held-out action MSE (lower is better)")

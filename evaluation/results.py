@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,22 +36,19 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def merge_results(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
-    """Merge ``df`` into the parquet at ``path`` by key (new rows win); write atomically.
-
-    Returns the merged table.
-    """
+def merge_table(
+    path: str | Path, df: pd.DataFrame, key: Sequence[str], ints: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Merge ``df`` into the parquet at ``path`` by ``key`` (new rows win), sorted by key, under
+    a lock and written atomically; ``ints`` columns are cast to int. Returns the merged table."""
     path = Path(path)
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"results rows lack column(s) {missing}; expected {list(RESULT_COLUMNS)}")
-    key = list(RESULT_KEY)
+    key = list(key)
     with _locked(path):
-        old = read_results(path)
+        old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=df.columns)
         frames = [f for f in (old, df) if len(f)]
         merged = pd.concat(frames, ignore_index=True) if frames else df.copy()
-        merged["size"] = merged["size"].astype(int)
-        merged["seed"] = merged["seed"].astype(int)
+        for column in ints:
+            merged[column] = merged[column].astype(int)
         merged = merged.drop_duplicates(subset=key, keep="last")
         merged = merged.sort_values(key).reset_index(drop=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -58,3 +56,12 @@ def merge_results(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
         os.replace(tmp, path)
     log.info("merged %d row(s) into %s (%d rows)", len(df), path, len(merged))
     return merged
+
+
+def merge_results(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Merge result rows into the parquet at ``path`` by :data:`RESULT_KEY` (new rows win);
+    write atomically. Returns the merged table."""
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"results rows lack column(s) {missing}; expected {list(RESULT_COLUMNS)}")
+    return merge_table(path, df, RESULT_KEY, ints=("size", "seed"))

@@ -323,10 +323,10 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
                 f"no matched episodes for some task/source (per-task counts {per_task}): "
                 "raise the RL budget or max_attempts_per_kept"
             )
+        n_max = max(n for counts in per_task.values() for n in counts.values())
+        sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
         written = {}
         for s in cfg.sources:
-            n_max = max(n for counts in per_task.values() for n in counts.values())
-            sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
             written[s] = ds.write_source_datasets(
                 ordered[s],
                 d / s,
