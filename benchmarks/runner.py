@@ -225,7 +225,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 
 def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
-    from evaluation.closed_loop import evaluate
+    from evaluation.closed_loop import EvalPool, evaluate
 
     cfg = section(recipe, "evaluation")
     out = run_dir / "evaluation"
@@ -236,18 +236,19 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
             )
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
-    for r in runs:
-        # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
-        cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
-        _ensure_fresh(cache, _key(r["out"]), force)
-        if r["suite"] in heldout:
-            _offline(r, heldout[r["suite"]], cache, out)
-        evaluate(
-            str(r["out"]), arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
-            tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
-            seeds=cfg.seeds, num_workers=cfg.num_workers, out_dir=out, horizon=cfg.horizon,
-            video_episodes=cfg.video_episodes,
-        )  # fmt: skip
+    with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
+        for r in runs:
+            # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
+            cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
+            _ensure_fresh(cache, _key(r["out"]), force)
+            if r["suite"] in heldout:
+                _offline(r, heldout[r["suite"]], cache, out)
+            evaluate(
+                str(r["out"]), arch=r["arch"], source=r["source"], size=r["size"],
+                suite=r["suite"], tasks=_eval_tasks(recipe, cfg, r["suite"]),
+                episodes_per_task=cfg.episodes_per_task, seeds=cfg.seeds, out_dir=out,
+                horizon=cfg.horizon, video_episodes=cfg.video_episodes, pool=pool,
+            )  # fmt: skip
     return out / "results.parquet"
 
 

@@ -4,8 +4,11 @@ Protocol: for every task and seed, episodes start from init states ``0..episodes
 (50 at paper scale). The seed seeds the policy's sampling (e.g. flow-matching noise), not the
 layout, so seeds measure policy stochasticity on the same scenes.
 
-Work is split into groups (one task, one seed, some init states). Each worker process loads the
-policy from its checkpoint once and builds its own env per group. Every finished episode is
+Work is split into groups (one policy, task and seed, some init states) and run by an
+:class:`EvalPool` of spawned worker processes. A pool can serve many policies in turn (the
+benchmark runner keeps one for its whole evaluation stage): each worker imports torch, lerobot
+and LIBERO once, keeps the last policy it loaded and its last few envs, so switching policy
+costs one checkpoint load, not a new process, imports and env builds. Every finished episode is
 appended to a jsonl cache (``out_dir/episodes/<arch>/<source>/n<size>/<suite>/``), so an
 interrupted evaluation resumes without redoing finished episodes; a group that crashes (an
 exception or a dead worker) is retried ``max_retries`` times and logged to ``errors.log``.
@@ -18,9 +21,11 @@ import atexit
 import json
 import logging
 import math
+import os
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,7 +40,7 @@ from evaluation.stats import RESULT_COLUMNS, with_rates
 from evaluation.video import write_video
 
 __all__ = [
-    "EpisodeGroup", "PolicyFn", "PolicyRunner", "close_env", "evaluate", "merge_results",
+    "EpisodeGroup", "EvalPool", "PolicyFn", "PolicyRunner", "close_env", "evaluate", "merge_results",
     "policy_image_size", "read_cache", "run_group",
 ]  # fmt: skip
 
@@ -55,19 +60,36 @@ class EpisodeGroup:
     horizon: int | None = None
     video_dir: str | None = None
     video_episodes: int = 0  # init states below this index are recorded as mp4
+    policy: str | None = None  # checkpoint path; None: the policy the pool was created with
 
 
 # --------------------------------------------------------------------------- the worker side
-_RUNNER: PolicyRunner | None = None
+_SPEC: str | Path | PolicyFn | None = None  # the pool's own policy (groups without one use it)
+_DEVICE: str | None = None
+_RUNNER: tuple[Any, PolicyRunner] | None = None  # (policy key, runner): the last one loaded
 
 
-def _init_worker(spec: str | Path | PolicyFn, device: str | None, torch_threads: int) -> None:
-    global _RUNNER
+def _init_worker(
+    spec: str | Path | PolicyFn | None, device: str | None, torch_threads: int
+) -> None:
+    global _SPEC, _DEVICE
     import torch
 
     torch.set_num_threads(torch_threads)
     logging.basicConfig(level=logging.INFO, format="%(processName)s %(name)s: %(message)s")
-    _RUNNER = PolicyRunner(spec, device)
+    _SPEC, _DEVICE = spec, device
+
+
+def _runner_for(policy: str | None) -> PolicyRunner:
+    """This process's runner for ``policy``: the last one if it is the same, else a new load."""
+    global _RUNNER
+    key = policy if policy is not None else _SPEC
+    if key is None:
+        raise RuntimeError("the episode group names no policy and the pool was given none")
+    if _RUNNER is None or _RUNNER[0] != key:
+        _RUNNER = None  # free the previous policy before loading the next
+        _RUNNER = (key, PolicyRunner(key, _DEVICE))
+    return _RUNNER[1]
 
 
 def read_cache(path: str | Path) -> list[dict]:
@@ -95,42 +117,41 @@ def episode_seed(seed: int, task_index: int, init_state_index: int) -> int:
     return (seed * 1_000_003 + task_index * 1_009 + init_state_index) % (2**31)
 
 
-_ENV: tuple[tuple, Any] | None = None  # this process's last env, reused by the next group
+_ENVS: dict[tuple, Any] = {}  # this process's envs by (suite, task, image size), oldest first
+MAX_CACHED_ENVS = 2  # building an env takes seconds; each holds a MuJoCo model and a GL context
 
 
 def _env_for(group: EpisodeGroup):
-    """A LiberoEnv for the group's task; building one takes seconds, so reuse the last one."""
-    global _ENV
+    """A LiberoEnv for the group's task, reused across groups and policies (every episode
+    fully resets it); the least recently used one is closed beyond ``MAX_CACHED_ENVS``."""
     from generation.envs.libero_env import EnvConfig, LiberoEnv
     from generation.envs.suites import DEFAULT_HORIZON
 
     key = (group.suite, group.task_index, group.image_size)
-    if _ENV is None or _ENV[0] != key:
-        close_env()
+    env = _ENVS.pop(key, None)
+    if env is None:
+        while len(_ENVS) >= MAX_CACHED_ENVS:
+            _ENVS.pop(next(iter(_ENVS))).close()
         config = EnvConfig(cameras=("agentview",), image_size=group.image_size, render_mode="fast")
-        _ENV = (key, LiberoEnv((group.suite, group.task_index), config))
+        env = LiberoEnv((group.suite, group.task_index), config)
         atexit.unregister(close_env)  # registered after robosuite's EGL teardown: runs first
         atexit.register(close_env)
-    env = _ENV[1]
+    _ENVS[key] = env  # most recently used last
     env.horizon = group.horizon or DEFAULT_HORIZON[group.suite]
     return env
 
 
 def close_env() -> None:
-    """Close this process's cached env (also done at exit)."""
-    global _ENV
-    if _ENV is not None:
-        _ENV[1].close()
-        _ENV = None
+    """Close this process's cached envs (also done at exit)."""
+    while _ENVS:
+        _ENVS.pop(next(iter(_ENVS))).close()
 
 
 def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:
     """Run the group's episodes not yet in its cache; return how many were run."""
     import torch
 
-    runner = runner or _RUNNER
-    if runner is None:
-        raise RuntimeError("run_group needs a PolicyRunner (the worker was not initialised)")
+    runner = runner or _runner_for(group.policy)
     done = {r["init_state_index"] for r in read_cache(group.cache_file)}
     todo = [i for i in group.init_state_indices if i not in done]
     if not todo:
@@ -161,7 +182,7 @@ def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:
             {
                 "suite": group.suite, "task_index": group.task_index, "task": env.task.name,
                 "seed": group.seed, "init_state_index": index, "success": success,
-                "length": length,
+                "length": length, "pid": os.getpid(),
             },
         )  # fmt: skip
     return len(todo)
@@ -181,13 +202,70 @@ def _split(indices: Sequence[int], parts: int) -> list[tuple[int, ...]]:
     return [tuple(indices[i : i + size]) for i in range(0, len(indices), size)]
 
 
+class EvalPool:
+    """Worker processes that run episode groups, for one policy or many in turn.
+
+    ``num_workers <= 1`` runs groups in this process. ``spec`` is the policy for groups that
+    name none (a callable must be given here; checkpoint paths can come with each group). The
+    processes start on first use; one that dies is replaced with all the others (a dead worker
+    breaks a ``ProcessPoolExecutor``). Use as a context manager, or call :meth:`close`. A worker
+    loads a checkpoint path once and keeps it while the groups it gets name the same path: do
+    not rewrite a checkpoint in place while a pool that ran it is open.
+    """
+
+    def __init__(
+        self,
+        num_workers: int = 1,
+        spec: str | Path | PolicyFn | None = None,
+        device: str | None = None,
+    ):
+        self.num_workers = max(1, int(num_workers))
+        self.spec = spec
+        self.device = device
+        self._executor: ProcessPoolExecutor | None = None
+        self._local: tuple[Any, PolicyRunner] | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.num_workers,
+                mp_context=get_context("spawn"),  # EGL and torch threads do not survive fork
+                initializer=_init_worker,
+                initargs=(self.spec, self.device, 1),
+            )
+        return self._executor
+
+    def local_runner(self, policy: str | None) -> PolicyRunner:
+        """The in-process runner (``num_workers <= 1``), reloaded when the policy changes."""
+        key = policy if policy is not None else self.spec
+        if key is None:
+            raise RuntimeError("the episode group names no policy and the pool was given none")
+        if self._local is None or self._local[0] != key:
+            self._local = None
+            self._local = (key, PolicyRunner(key, self.device))
+        return self._local[1]
+
+    def discard(self) -> None:
+        """Drop broken worker processes; the next use starts fresh ones."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._local = None
+
+    def __enter__(self) -> EvalPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _run_groups(
-    groups: list[EpisodeGroup],
-    spec: str | Path | PolicyFn,
-    num_workers: int,
-    max_retries: int,
-    device: str | None,
-    error_log: Path,
+    groups: list[EpisodeGroup], pool: EvalPool, max_retries: int, error_log: Path
 ) -> list[EpisodeGroup]:
     """Run every group, retrying crashed ones; return the groups that kept failing."""
     attempts = {g: 0 for g in groups}
@@ -210,32 +288,30 @@ def _run_groups(
         return retry
 
     pending = list(groups)
-    if num_workers <= 1:
-        runner = PolicyRunner(spec, device)
+    if pool.num_workers <= 1:
         while pending:
             group = pending.pop(0)
             try:
-                run_group(group, runner)
+                run_group(group, pool.local_runner(group.policy))
             except Exception as err:  # noqa: BLE001 - any crash is retried, then reported
                 if crashed(group, err):
                     pending.append(group)
         return failed
 
-    ctx = get_context("spawn")  # EGL and torch threads do not survive fork reliably
     while pending:
-        with ProcessPoolExecutor(
-            max_workers=min(num_workers, len(pending)), mp_context=ctx,
-            initializer=_init_worker, initargs=(spec, device, 1),
-        ) as pool:  # fmt: skip
-            futures = {pool.submit(run_group, g): g for g in pending}
-            pending = []
-            while futures:
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    group = futures.pop(future)
-                    err = future.exception()
-                    if err is not None and crashed(group, err):
-                        pending.append(group)  # a dead worker breaks the pool: a new one runs it
+        executor = pool.executor()
+        futures = {executor.submit(run_group, g): g for g in pending}
+        pending, broken = [], False
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                group = futures.pop(future)
+                err = future.exception()
+                broken = broken or isinstance(err, BrokenProcessPool)
+                if err is not None and crashed(group, err):
+                    pending.append(group)
+        if broken:  # a dead worker broke the pool: fresh processes run the retries
+            pool.discard()
     return failed
 
 
@@ -256,17 +332,24 @@ def evaluate(
     horizon: int | None = None,
     max_retries: int = 2,
     device: str | None = None,
+    pool: EvalPool | None = None,
 ) -> pd.DataFrame:
     """Evaluate one policy on ``suite`` and merge its rows into ``out_dir/results.parquet``.
 
     ``tasks`` are indices or names (``None``: every task of the suite). ``image_size``
     defaults to the checkpoint's image feature (128 for a callable). ``video_episodes`` records
     the first that many init states of every task and seed under ``out_dir/videos/``.
-    ``horizon`` overrides the suite's step budget (tests). Returns this policy's rows.
+    ``horizon`` overrides the suite's step budget (tests). ``pool``: an :class:`EvalPool` to
+    run on (its workers and device; ``num_workers`` and ``device`` are then unused), so that
+    many policies share worker processes; by default one is made for this call. Returns this
+    policy's rows.
     """
+    is_fn = callable(policy_path_or_fn)
+    if is_fn and pool is not None and pool.spec is not policy_path_or_fn:
+        raise ValueError("a callable policy must be the pool's own: EvalPool(spec=policy)")
     out_dir = Path(out_dir)
     if image_size is None:
-        image_size = 128 if callable(policy_path_or_fn) else policy_image_size(policy_path_or_fn)
+        image_size = 128 if is_fn else policy_image_size(policy_path_or_fn)
     run_folder = f"{arch}/{source}/n{size}/{suite}"
     cache_dir = out_dir / "episodes" / run_folder
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -292,6 +375,7 @@ def evaluate(
                 suite=suite, task_index=spec.index, seed=int(seed), init_state_indices=(),
                 cache_file=str(cache), image_size=image_size, horizon=horizon,
                 video_dir=str(video_dir) if video_dir else None, video_episodes=video_episodes,
+                policy=None if is_fn else str(policy_path_or_fn),
             )  # fmt: skip
             groups += [replace(base, init_state_indices=part) for part in _split(todo, pieces)]
     total = sum(len(g.init_state_indices) for g in groups)
@@ -299,8 +383,14 @@ def evaluate(
              run_folder, suite, total, len(indices) * len(cache_files) - total, num_workers)  # fmt: skip
     failed = []
     if groups:
-        failed = _run_groups(groups, policy_path_or_fn, num_workers, max_retries, device,
-                             cache_dir / "errors.log")  # fmt: skip
+        own = pool is None
+        if own:
+            pool = EvalPool(num_workers, policy_path_or_fn if is_fn else None, device)
+        try:
+            failed = _run_groups(groups, pool, max_retries, cache_dir / "errors.log")
+        finally:
+            if own:
+                pool.close()
 
     rows = []
     for spec, seed, cache in cache_files.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,27 @@ def test_merge_results_by_key(tmp_path: Path) -> None:
     assert merged.set_index("seed").loc[1, "successes"] == 2
     with pytest.raises(ValueError, match="lack column"):
         merge_results(path, pd.DataFrame([{"arch": "a"}]))
+
+
+class DiesOnce:
+    """Kills its worker process on its first call ever (a marker file remembers it)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        if not self.marker.exists():
+            self.marker.touch()
+            os._exit(3)  # a segfault-like death: no exception reaches the pool
+        return np.zeros((1, 7))
+
+
+@pytest.mark.slow
+def test_dead_worker_is_replaced_and_its_episodes_rerun(tmp_path: Path) -> None:
+    policy = DiesOnce(tmp_path / "died")
+    kw = {**KW, "num_workers": 2, "horizon": 3, "tasks": [0, 1]}
+    df = evaluate(policy, out_dir=tmp_path, **kw)
+    assert (tmp_path / "died").exists()
+    assert (df["episodes"] == 2).all()
+    log = (tmp_path / "episodes/scripted/none/n0/libero_object/errors.log").read_text()
+    assert "BrokenProcessPool" in log or "terminated abruptly" in log

@@ -74,3 +74,28 @@ def test_parallel_workers_load_the_checkpoint(tmp_path: Path) -> None:
         horizon=5, device="cpu",
     )  # fmt: skip
     assert sorted(df["seed"]) == [0, 1] and (df["episodes"] == 2).all()
+
+
+@pytest.mark.slow
+def test_one_pool_serves_several_checkpoints(tmp_path: Path) -> None:
+    """The runner's evaluation stage keeps one EvalPool: the same worker processes run every
+    checkpoint, and the rows equal those of a fresh pool per checkpoint."""
+    from evaluation.closed_loop import EvalPool, evaluate, read_cache
+
+    ckpts = [tiny_checkpoint(tmp_path / "a"), tiny_checkpoint(tmp_path / "b", arch="pi0")]
+    kw = dict(suite="libero_object", tasks=[0, 1], episodes_per_task=2, seeds=[0], horizon=4)
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    with EvalPool(2, device="cpu") as pool:
+        rows = [evaluate(c, arch=a, source="none", size=0, out_dir=shared, pool=pool, **kw)
+                for c, a in zip(ckpts, ["openvla", "pi0"], strict=True)]  # fmt: skip
+    pids = [
+        {r["pid"] for r in read_cache(f)}
+        for arch in ["openvla", "pi0"]
+        for f in (shared / "episodes" / arch / "none/n0/libero_object").glob("*.jsonl")
+    ]
+    assert len(set().union(*pids)) <= 2  # 8 episodes of 2 checkpoints, 2 processes in all
+    for c, a, got in zip(ckpts, ["openvla", "pi0"], rows, strict=True):
+        ref = evaluate(c, arch=a, source="none", size=0, out_dir=fresh, num_workers=2,
+                       device="cpu", **kw)  # fmt: skip
+        cols = ["arch", "task", "seed", "episodes", "successes", "mean_length"]
+        assert got[cols].equals(ref[cols])
