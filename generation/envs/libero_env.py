@@ -10,6 +10,8 @@ Two rendering modes:
   rebuild on reset (the same scene, without shadows: keep one mode per study).
 - ``faithful``: LIBERO's defaults (MSAA on, hard reset on every ``reset``).
 Physics is the same in both, so an episode (init state + actions) replays identically.
+LIBERO re-places fixtures (cabinets, stoves) at random on every reset; here they keep one pose
+per task (see ``_pin_fixtures``), so an init state fixes the whole scene.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ log = logging.getLogger(__name__)
 CAMERAS = {"agentview": "image", "robot0_eye_in_hand": "wrist_image"}
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
 RENDER_MODES = ("fast", "faithful")
+FIXTURE_SEED = 0  # fixtures (cabinets, stoves, racks) are placed with this seed, once per task
+
+
+def _centre_of_range(low=0.0, high=1.0, size=None):
+    """``np.random.uniform`` with every draw at the middle of its range."""
+    mid = 0.5 * (np.asarray(low, dtype=float) + np.asarray(high, dtype=float))
+    return np.broadcast_to(mid, size).copy() if size is not None else mid
 
 
 @dataclass
@@ -107,6 +116,7 @@ class LiberoEnv:
             kwargs.update(use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])
             self.raw = ControlEnv(**kwargs)
         self._joint_ids: list[int] | None = None
+        self._fixture_pose: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def sim(self):
@@ -146,6 +156,7 @@ class LiberoEnv:
         fast = self.config.render_mode == "fast" and bool(self.config.cameras)
         self._render_cameras(not fast)
         self.raw.reset()
+        self._pin_fixtures()
         if fast:
             self._fast_rendering()
         if init_state is None and init_state_index is not None:
@@ -171,6 +182,50 @@ class LiberoEnv:
         self._done = False
         info = {"init_state": start_state, "init_state_index": init_state_index, "seed": seed}
         return self._obs(raw_obs), info
+
+    def _pin_fixtures(self) -> None:
+        """Put the fixtures (cabinets, stoves, racks) where they go for this task, every reset.
+
+        LIBERO re-places fixtures at random on every reset, in ``model.body_pos``, which is not
+        part of the sim state: two resets to one init state put the wooden cabinet of
+        LIBERO-Spatial task 0 up to 1.3 cm and 0.02 rad apart (measured), so one episode's
+        images changed from one render to the next and a replay that touches a fixture could
+        diverge. Their pose is now taken once from LIBERO's own placement sampler at the centre of
+        its ranges (``FIXTURE_SEED`` for any other draw), the same in every process, and restored
+        after every reset.
+        """
+        env = self.raw.env
+        fixtures = getattr(env, "fixtures_dict", {})
+        sampler = getattr(env, "placement_initializer", None)
+        if not fixtures or sampler is None:
+            return
+        if self._fixture_pose is None:
+            rng_state = np.random.get_state()
+            np.random.seed(FIXTURE_SEED)
+            uniform = np.random.uniform
+            # the centre of every range LIBERO samples from: init states were recorded with
+            # fixtures jittered around it, so the centre is the best single guess
+            np.random.uniform = _centre_of_range
+            try:
+                placements = sampler.sample()
+            except Exception as err:  # noqa: BLE001 - centred objects can collide: seeded
+                log.debug("centred fixture placement failed (%r): seeded sample instead", err)
+                np.random.uniform = uniform
+                placements = sampler.sample()
+            finally:
+                np.random.uniform = uniform
+                np.random.set_state(rng_state)
+            self._fixture_pose = {
+                fixtures[name].root_body: (np.array(pos), np.array(quat))
+                for name, (pos, quat, _) in placements.items()
+                if name in fixtures
+            }
+        model = self.sim.model
+        for body, (pos, quat) in self._fixture_pose.items():
+            body_id = model.body_name2id(body)
+            model.body_pos[body_id] = pos
+            model.body_quat[body_id] = quat
+        self.sim.forward()
 
     def _fast_rendering(self) -> None:
         """MSAA, shadows, reflections and skybox off: ~2x faster software rendering, same scene."""

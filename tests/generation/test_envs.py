@@ -148,3 +148,28 @@ def test_vector_env_autoresets_through_schedule():
         ends = [i["reset_info"]["init_state_index"] for i in infos]
         assert ends == [2, 3]
         assert all(i["episode"]["length"] == 4 for i in infos)
+
+
+def test_fixtures_keep_one_pose_so_an_init_state_renders_the_same():
+    """LIBERO re-places fixtures (here LIBERO-Spatial's cabinet and stove) at random on every
+    reset; the wrapper pins them, so resets and fresh envs give the same first image."""
+    cfg = EnvConfig(cameras=("agentview",), image_size=32)
+    first = LiberoEnv(("libero_spatial", 0), cfg)
+    try:
+        images, poses = [], []
+        for seed in (None, 7, None):  # a seeded reset between must not move them either
+            obs, _ = first.reset(init_state_index=0, seed=seed)
+            images.append(obs["image"])
+            poses.append(first.sim.model.body_pos.copy())
+    finally:
+        first.close()
+    second = LiberoEnv(("libero_spatial", 0), cfg)
+    try:
+        obs, _ = second.reset(init_state_index=0)
+        images.append(obs["image"])
+        poses.append(second.sim.model.body_pos.copy())
+    finally:
+        second.close()
+    for image, pose in zip(images[1:], poses[1:], strict=True):
+        np.testing.assert_array_equal(pose, poses[0])
+        np.testing.assert_array_equal(image, images[0])
