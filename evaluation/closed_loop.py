@@ -64,32 +64,36 @@ class EpisodeGroup:
 
 
 # --------------------------------------------------------------------------- the worker side
-_SPEC: str | Path | PolicyFn | None = None  # the pool's own policy (groups without one use it)
-_DEVICE: str | None = None
-_RUNNER: tuple[Any, PolicyRunner] | None = None  # (policy key, runner): the last one loaded
+class _RunnerCache:
+    """The last :class:`PolicyRunner` loaded, reloaded when a group names another policy;
+    a group that names none uses ``spec`` (the pool's own policy)."""
+
+    def __init__(self, spec: str | Path | PolicyFn | None, device: str | None):
+        self.spec, self.device = spec, device
+        self._last: tuple[Any, PolicyRunner] | None = None
+
+    def get(self, policy: str | None) -> PolicyRunner:
+        key = policy if policy is not None else self.spec
+        if key is None:
+            raise RuntimeError("the episode group names no policy and the pool was given none")
+        if self._last is None or self._last[0] != key:
+            self._last = None  # free the previous policy before loading the next
+            self._last = (key, PolicyRunner(key, self.device))
+        return self._last[1]
+
+
+_RUNNERS: _RunnerCache | None = None  # this worker process's
 
 
 def _init_worker(
     spec: str | Path | PolicyFn | None, device: str | None, torch_threads: int
 ) -> None:
-    global _SPEC, _DEVICE
+    global _RUNNERS
     import torch
 
     torch.set_num_threads(torch_threads)
     logging.basicConfig(level=logging.INFO, format="%(processName)s %(name)s: %(message)s")
-    _SPEC, _DEVICE = spec, device
-
-
-def _runner_for(policy: str | None) -> PolicyRunner:
-    """This process's runner for ``policy``: the last one if it is the same, else a new load."""
-    global _RUNNER
-    key = policy if policy is not None else _SPEC
-    if key is None:
-        raise RuntimeError("the episode group names no policy and the pool was given none")
-    if _RUNNER is None or _RUNNER[0] != key:
-        _RUNNER = None  # free the previous policy before loading the next
-        _RUNNER = (key, PolicyRunner(key, _DEVICE))
-    return _RUNNER[1]
+    _RUNNERS = _RunnerCache(spec, device)
 
 
 def read_cache(path: str | Path) -> list[dict]:
@@ -151,7 +155,10 @@ def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:
     """Run the group's episodes not yet in its cache; return how many were run."""
     import torch
 
-    runner = runner or _runner_for(group.policy)
+    if runner is None:
+        if _RUNNERS is None:
+            raise RuntimeError("run_group needs a PolicyRunner (the worker was not initialised)")
+        runner = _RUNNERS.get(group.policy)
     done = {r["init_state_index"] for r in read_cache(group.cache_file)}
     todo = [i for i in group.init_state_indices if i not in done]
     if not todo:
@@ -223,7 +230,7 @@ class EvalPool:
         self.spec = spec
         self.device = device
         self._executor: ProcessPoolExecutor | None = None
-        self._local: tuple[Any, PolicyRunner] | None = None
+        self._local = _RunnerCache(spec, device)  # for num_workers <= 1
 
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -237,13 +244,7 @@ class EvalPool:
 
     def local_runner(self, policy: str | None) -> PolicyRunner:
         """The in-process runner (``num_workers <= 1``), reloaded when the policy changes."""
-        key = policy if policy is not None else self.spec
-        if key is None:
-            raise RuntimeError("the episode group names no policy and the pool was given none")
-        if self._local is None or self._local[0] != key:
-            self._local = None
-            self._local = (key, PolicyRunner(key, self.device))
-        return self._local[1]
+        return self._local.get(policy)
 
     def discard(self) -> None:
         """Drop broken worker processes; the next use starts fresh ones."""
@@ -255,7 +256,7 @@ class EvalPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._local = None
+        self._local = _RunnerCache(self.spec, self.device)
 
     def __enter__(self) -> EvalPool:
         return self
