@@ -1,10 +1,11 @@
 """Environment and dataset-writing throughput, measured in one run; prints ratios against goals.
 
-  python -m benchmarks.bench_envs [--steps 300] [--quick]
+  python -m benchmarks.bench_envs [--steps 300] [--quick] [--only rendering]
 
 1. our LiberoEnv (state-only) vs the raw LIBERO ControlEnv stepping the same actions (goal >= 0.97x)
-2. fast rendering (agentview only, MSAA off, soft reset) vs LIBERO's default (two cameras,
-   MSAA, hard reset each episode), episodes of 50 steps including resets (goal >= 3x)
+2. fast rendering (agentview only, MSAA/shadows off, soft reset, visual meshes simplified below
+   half a pixel) vs LIBERO's default (two cameras, MSAA, hard reset each episode), episodes of
+   50 steps including resets (goal >= 3x); also fast mode with whole meshes (mesh_cell=0)
 3. N worker processes vs 1 (state-only, goal >= 0.9*N; N = number of cores)
 4. demo-dataset write throughput: our writer vs LeRobotDataset.create defaults (frames/s)
 """
@@ -70,19 +71,23 @@ def _episodes_rate(env, episodes: int, length: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_rendering(episodes: int, length: int) -> tuple[float, float]:
+def bench_rendering(episodes: int, length: int) -> tuple[float, float, float]:
     from generation.envs.libero_env import EnvConfig, LiberoEnv
 
     fast = LiberoEnv(("libero_object", 0), EnvConfig(cameras=("agentview",), render_mode="fast"))
+    whole = LiberoEnv(
+        ("libero_object", 0), EnvConfig(cameras=("agentview",), render_mode="fast", mesh_cell=0)
+    )
     default = LiberoEnv(
         ("libero_object", 0),
         EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), render_mode="faithful"),
     )
     r_fast = _episodes_rate(fast, episodes, length)
+    r_whole = _episodes_rate(whole, episodes, length)
     r_default = _episodes_rate(default, episodes, length)
-    fast.close()
-    default.close()
-    return r_fast, r_default
+    for env in (fast, whole, default):
+        env.close()
+    return r_fast, r_whole, r_default
 
 
 def bench_workers(n_workers: int, steps: int) -> tuple[float, float]:
@@ -164,30 +169,53 @@ def main() -> None:
     )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    p.add_argument("--only", choices=["wrapper", "rendering", "workers", "write"], default=None)
     args = p.parse_args()
     steps = 60 if args.quick else args.steps
     n = os.cpu_count() or 2
+    run = lambda name: args.only in (None, name)  # noqa: E731
     rows = []
-    ours, raw = bench_wrapper(steps)
-    rows.append(("wrapper vs raw LIBERO (state-only steps/s)", ours, raw, ours / raw, ">= 0.97"))
-    fast, default = bench_rendering(2 if args.quick else 4, 25 if args.quick else 50)
-    rows.append(
-        ("fast vs LIBERO-default rendering (steps/s)", fast, default, fast / default, ">= 3")
-    )
-    multi, single = bench_workers(n, steps)
-    rows.append(
-        (f"{n} workers vs 1 (total steps/s)", multi, single, multi / single, f">= {0.9 * n:.1f}")
-    )
-    w_ours, w_base = bench_write(4 if args.quick else 10, 50 if args.quick else 100, 128)
-    rows.append(
-        (
-            "dataset write, ours vs LeRobotDataset defaults (frames/s)",
-            w_ours,
-            w_base,
-            w_ours / w_base,
-            "> 1",
+    if run("wrapper"):
+        ours, raw = bench_wrapper(steps)
+        rows.append(
+            ("wrapper vs raw LIBERO (state-only steps/s)", ours, raw, ours / raw, ">= 0.97")
         )
-    )
+    if run("rendering"):
+        fast, whole, default = bench_rendering(2 if args.quick else 4, 25 if args.quick else 50)
+        rows.append(
+            ("fast vs LIBERO-default rendering (steps/s)", fast, default, fast / default, ">= 3")
+        )
+        rows.append(
+            (
+                "  fast with whole meshes (mesh_cell=0) vs default",
+                whole,
+                default,
+                whole / default,
+                "-",
+            )
+        )
+    if run("workers"):
+        multi, single = bench_workers(n, steps)
+        rows.append(
+            (
+                f"{n} workers vs 1 (total steps/s)",
+                multi,
+                single,
+                multi / single,
+                f">= {0.9 * n:.1f}",
+            )
+        )
+    if run("write"):
+        w_ours, w_base = bench_write(4 if args.quick else 10, 50 if args.quick else 100, 128)
+        rows.append(
+            (
+                "dataset write, ours vs LeRobotDataset defaults (frames/s)",
+                w_ours,
+                w_base,
+                w_ours / w_base,
+                "> 1",
+            )
+        )
     print(f"\n{'benchmark':58s} {'ours':>9s} {'baseline':>9s} {'ratio':>7s}  goal")
     for name, a, b, r, goal in rows:
         print(f"{name:58s} {a:9.1f} {b:9.1f} {r:7.2f}  {goal}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.config import Recipe, load_recipe, section
+from generation.envs import SCENE_VERSION
 from generation.manifest import is_complete, read_manifest, stage, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             "demos": cfg.model_dump(mode="json", exclude={"suites"}),
             "suite": suite,
             "seed": recipe.seed,
+            "scene": SCENE_VERSION,
         }
         if not force and is_complete(out, stage_cfg):
             log.info("demos: %s complete for this config, skipped (%s)", suite, out)
@@ -269,7 +271,7 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
         stage_cfg = {"episodes_per_task": cfg.offline_episodes_per_task, "suite": suite,
                      "tasks": [t.index for t in tasks], "first_episode": demos.episodes_per_task,
                      "image_size": demos.image_size, "wrist_image": demos.wrist_image,
-                     "seed": recipe.seed}  # fmt: skip
+                     "seed": recipe.seed, "scene": SCENE_VERSION}  # fmt: skip
         if force or not is_complete(out, stage_cfg):
             summary = collect_demos(
                 tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,

@@ -36,6 +36,7 @@ from generation.dlr.mi import MIBonus, MIConfig
 from generation.dlr.policy import load_policy, save_policy
 from generation.dlr.ppo import PPOConfig, train_ppo
 from generation.dlr.rollouts import collect, evaluate
+from generation.envs import SCENE_VERSION
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
 from generation.manifest import read_manifest, run_step
@@ -300,6 +301,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         "episodes_per_task": cfg.episodes_per_task,
         "subset_sizes": cfg.subset_sizes,
         "image_size": cfg.image_size,
+        "scene": SCENE_VERSION,
     }
 
     def datasets_step(d: Path) -> dict:

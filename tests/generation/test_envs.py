@@ -173,3 +173,83 @@ def test_fixtures_keep_one_pose_so_an_init_state_renders_the_same():
     for image, pose in zip(images[1:], poses[1:], strict=True):
         np.testing.assert_array_equal(pose, poses[0])
         np.testing.assert_array_equal(image, images[0])
+
+
+def test_two_rendering_envs_in_one_process_each_render_their_own_scene():
+    """robosuite renders into whichever GL context is current and makes its own current only
+    when creating it: the older of two envs drew the newer one's meshes (evaluation workers and
+    the dataset writer keep several envs per process). Closing one must not break the other."""
+    cfg = EnvConfig(cameras=("agentview",), image_size=32)
+    first = LiberoEnv(("libero_object", 0), cfg)
+    second = None
+    try:
+        alone = first.reset(init_state_index=0)[0]["image"]
+        second = LiberoEnv(("libero_spatial", 0), cfg)
+        other = second.reset(init_state_index=0)[0]["image"]
+        np.testing.assert_array_equal(first.reset(init_state_index=0)[0]["image"], alone)
+        np.testing.assert_array_equal(second.reset(init_state_index=0)[0]["image"], other)
+        second.close()
+        second = None
+        np.testing.assert_array_equal(first.reset(init_state_index=0)[0]["image"], alone)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def _sphere_xml(n: int = 40) -> str:
+    theta, phi = np.meshgrid(np.linspace(0.1, np.pi - 0.1, n), np.linspace(0, 2 * np.pi, n))
+    verts = 0.05 * np.stack(
+        [np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1
+    )
+    idx = np.arange(n * n).reshape(n, n)
+    faces = [
+        (idx[i, j], idx[i + 1, j], idx[i + 1, j + 1]) for i in range(n - 1) for j in range(n - 1)
+    ]
+    faces += [
+        (idx[i, j], idx[i + 1, j + 1], idx[i, j + 1]) for i in range(n - 1) for j in range(n - 1)
+    ]
+    vert = " ".join(f"{v:.6f}" for v in verts.reshape(-1))
+    face = " ".join(str(int(f)) for f in np.array(faces).reshape(-1))
+    return f"""<mujoco><asset><mesh name="ball" vertex="{vert}" face="{face}"/></asset>
+    <worldbody><geom type="mesh" mesh="ball" contype="0" conaffinity="0"/></worldbody></mujoco>"""
+
+
+def test_simplify_mesh_merges_vertices_within_a_cell_and_keeps_their_positions():
+    import mujoco
+
+    from generation.envs.libero_env import simplify_mesh
+
+    model = mujoco.MjModel.from_xml_string(_sphere_xml())
+    verts = model.mesh_vert.copy()
+    before = int(model.mesh_facenum[0])
+    assert simplify_mesh(model, 0, 0.0) == (before, before)  # 0: left whole
+    n0, n1 = simplify_mesh(model, 0, 0.01)
+    assert n0 == before and 0 < n1 < before / 3 and model.mesh_facenum[0] == n1
+    np.testing.assert_array_equal(model.mesh_vert, verts)  # only the face list changed
+    faces = model.mesh_face[:n1]
+    assert faces.max() < model.mesh_vertnum[0]
+    assert (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ).all()
+    assert len(np.unique(np.sort(faces, axis=1), axis=0)) == n1  # no duplicates
+
+
+def test_fast_mode_simplifies_visual_meshes_and_leaves_physics_alone():
+    """Fast mode clusters visual-mesh vertices below half a pixel (rendering here is
+    vertex-bound); collision meshes, physics and the picture stay (mean error < 3 levels)."""
+    actions = np.random.default_rng(0).uniform(-0.5, 0.5, (15, 7))
+    runs = {}
+    for cell in (0.0, None):
+        env = LiberoEnv(
+            ("libero_object", 0), EnvConfig(cameras=("agentview",), image_size=64, mesh_cell=cell)
+        )
+        try:
+            states, _ = _rollout(env, actions, init_state_index=2)
+            runs[cell] = (states, env.render_images()["image"], env.sim.model.mesh_facenum.copy())
+        finally:
+            env.close()
+    (states_whole, image_whole, faces_whole), (states, image, faces) = runs[0.0], runs[None]
+    np.testing.assert_array_equal(states, states_whole)
+    assert faces.sum() < 0.6 * faces_whole.sum()
+    assert np.abs(image.astype(int) - image_whole.astype(int)).mean() < 3
