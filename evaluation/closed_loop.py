@@ -38,6 +38,7 @@ from evaluation.policy_runner import PolicyFn, PolicyRunner, policy_image_size
 from evaluation.results import merge_results
 from evaluation.stats import RESULT_COLUMNS, with_rates
 from evaluation.video import write_video
+from generation.envs.cache import EnvCache
 
 __all__ = [
     "EpisodeGroup", "EvalPool", "PolicyFn", "PolicyRunner", "close_env", "evaluate", "merge_results",
@@ -121,8 +122,8 @@ def episode_seed(seed: int, task_index: int, init_state_index: int) -> int:
     return (seed * 1_000_003 + task_index * 1_009 + init_state_index) % (2**31)
 
 
-_ENVS: dict[tuple, Any] = {}  # this process's envs by (suite, task, image size), oldest first
 MAX_CACHED_ENVS = 2  # building an env takes seconds; each holds a MuJoCo model and a GL context
+_ENVS = EnvCache(MAX_CACHED_ENVS)  # this process's envs by (suite, task, image size)
 
 
 def _env_for(group: EpisodeGroup):
@@ -131,24 +132,21 @@ def _env_for(group: EpisodeGroup):
     from generation.envs.libero_env import EnvConfig, LiberoEnv
     from generation.envs.suites import DEFAULT_HORIZON
 
-    key = (group.suite, group.task_index, group.image_size)
-    env = _ENVS.pop(key, None)
-    if env is None:
-        while len(_ENVS) >= MAX_CACHED_ENVS:
-            _ENVS.pop(next(iter(_ENVS))).close()
+    def make():
         config = EnvConfig(cameras=("agentview",), image_size=group.image_size, render_mode="fast")
         env = LiberoEnv((group.suite, group.task_index), config)
         atexit.unregister(close_env)  # registered after robosuite's EGL teardown: runs first
         atexit.register(close_env)
-    _ENVS[key] = env  # most recently used last
+        return env
+
+    env = _ENVS.get((group.suite, group.task_index, group.image_size), make)
     env.horizon = group.horizon or DEFAULT_HORIZON[group.suite]
     return env
 
 
 def close_env() -> None:
     """Close this process's cached envs (also done at exit)."""
-    while _ENVS:
-        _ENVS.pop(next(iter(_ENVS))).close()
+    _ENVS.close()
 
 
 def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from generation.data.episode import Episode, load_episode_npz, save_episode_npz
 from generation.data.schema import DatasetSpec
+from generation.envs.cache import EnvCache
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
 
@@ -63,16 +64,14 @@ def plan_jobs(
     return jobs
 
 
-_ENVS: dict = {}
+_ENVS = EnvCache(2)  # jobs come ordered by task
 
 
 def _env(task: TaskSpec, config: EnvConfig):
     from generation.envs.libero_env import LiberoEnv
 
     key = (task.suite, task.index, config.cameras, config.image_size)
-    if key not in _ENVS:
-        _ENVS[key] = LiberoEnv(task, config)
-    return _ENVS[key]
+    return _ENVS.get(key, lambda: LiberoEnv(task, config))
 
 
 def _collect(job: DemoJob, max_attempts: int = 3) -> dict:

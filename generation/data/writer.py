@@ -32,6 +32,7 @@ from generation.data.schema import (
     DatasetSpec,
     dataset_features,
 )
+from generation.envs.cache import EnvCache
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def render_by_replay(episode: Episode, env) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in frames.items()}
 
 
-_WORKER_ENVS: dict = {}
+_WORKER_ENVS = EnvCache(2)  # episodes come ordered by task
 
 
 def _render_in_worker(args) -> Episode:
@@ -80,9 +81,8 @@ def _render_in_worker(args) -> Episode:
     ep, env_config = args
     cfg = EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps})
     key = (ep.suite, ep.task_index, cfg.cameras, cfg.image_size, cfg.render_mode, cfg.settle_steps)
-    if key not in _WORKER_ENVS:
-        _WORKER_ENVS[key] = LiberoEnv((ep.suite, ep.task_index), cfg)
-    ep.images = render_by_replay(ep, _WORKER_ENVS[key])
+    env = _WORKER_ENVS.get(key, lambda: LiberoEnv((ep.suite, ep.task_index), cfg))
+    ep.images = render_by_replay(ep, env)
     return ep
 
 
@@ -156,18 +156,19 @@ def write_episodes(
         use_videos=spec.use_videos,
         image_writer_threads=image_writer_threads,
     )
-    envs: dict[tuple[str, int], LiberoEnv] = {}
+    envs = EnvCache(2)
     rows = []
     try:
         for ep in tqdm(episodes, desc=f"writing {root.name}", disable=not progress, unit="ep"):
             images = dict(ep.images)
             needed = ["image"] + (["wrist_image"] if spec.wrist_image else [])
             if any(k not in images for k in needed):
-                key = (ep.suite, ep.task_index)
-                if key not in envs:
-                    cfg = EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps})
-                    envs[key] = LiberoEnv((ep.suite, ep.task_index), cfg)
-                images.update(render_by_replay(ep, envs[key]))
+                cfg = EnvConfig(**{**env_config.__dict__, "settle_steps": ep.settle_steps})
+                key = (ep.suite, ep.task_index, ep.settle_steps)
+                env = envs.get(
+                    key, lambda cfg=cfg, ep=ep: LiberoEnv((ep.suite, ep.task_index), cfg)
+                )
+                images.update(render_by_replay(ep, env))
             _check_env_state_dim(ep, spec)
             for t in range(len(ep)):
                 frame = {
@@ -184,16 +185,14 @@ def write_episodes(
             rows.append(episode_meta_row(len(rows), ep))
         ds.finalize()
     except BaseException:
-        for env in envs.values():
-            env.close()
+        envs.close()
         try:  # stop lerobot's writers first, or they recreate files after the cleanup
             ds.finalize()
         except Exception:  # noqa: BLE001
             pass
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for env in envs.values():
-        env.close()
+    envs.close()
     if not rows:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"no episodes to write to {root}")

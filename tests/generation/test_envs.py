@@ -253,3 +253,27 @@ def test_fast_mode_simplifies_visual_meshes_and_leaves_physics_alone():
     np.testing.assert_array_equal(states, states_whole)
     assert faces.sum() < 0.6 * faces_whole.sum()
     assert np.abs(image.astype(int) - image_whole.astype(int)).mean() < 3
+
+
+def test_env_cache_keeps_the_most_recent_envs_and_closes_the_rest():
+    from generation.envs.cache import EnvCache
+
+    closed = []
+
+    class Fake:
+        def __init__(self, key):
+            self.key = key
+
+        def close(self):
+            closed.append(self.key)
+
+    cache = EnvCache(2)
+    first = cache.get("a", lambda: Fake("a"))
+    cache.get("b", lambda: Fake("b"))
+    assert cache.get("a", lambda: Fake("new")) is first  # reused, now the most recent
+    cache.get("c", lambda: Fake("c"))  # closes "b", the least recently used
+    assert closed == ["b"] and "a" in cache and "c" in cache and len(cache) == 2
+    cache.close()
+    assert sorted(closed) == ["a", "b", "c"] and len(cache) == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        EnvCache(0)
