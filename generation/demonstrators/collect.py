@@ -105,7 +105,8 @@ def collect_episode(
         for wp in demonstrator.plan(env, strategy_id, rng):
             for _ in range(noise.pause_length(rng)):  # the operator hesitates
                 pos, rot = eef_pose(env)
-                hold = Waypoint(pos=pos, yaw=wp.yaw, grip=actions[-1][-1] if actions else wp.grip)
+                grip = actions[-1][-1] if actions else wp.grip
+                hold = Waypoint(pos=pos, yaw=wp.yaw, grip=grip, tilt=wp.tilt)
                 a = ctrl.action(pos, rot, hold)
                 a[:6] += 0.3 * noise.sample(rng)
                 step(a)

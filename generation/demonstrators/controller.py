@@ -40,6 +40,8 @@ class Waypoint:
     tol: position tolerance (m) that counts as reached; speed: cap on |position action|;
     min_steps: steps to stay at least (e.g. while the fingers close); max_steps: give up after.
     noise: scale of the OU noise here (0 for precise phases); label: for logs and tests.
+    tilt: world-frame rotation vector applied after pointing down with ``yaw``: leans the hand
+    (far grasps lean the fingertips outwards, see ``pick_place.lean``).
     """
 
     pos: np.ndarray
@@ -52,9 +54,17 @@ class Waypoint:
     noise: float = 1.0
     label: str = ""
     yaw_tol: float = 0.12
+    tilt: np.ndarray | None = None
 
     def __post_init__(self):
         self.pos = np.asarray(self.pos, dtype=np.float64).copy()
+        self.tilt = np.zeros(3) if self.tilt is None else np.asarray(self.tilt, dtype=np.float64)
+
+    def rotation(self) -> np.ndarray:
+        """The gripper orientation this waypoint asks for (world frame)."""
+        if not self.tilt.any():
+            return down_rotation(self.yaw)
+        return Rotation.from_rotvec(self.tilt).as_matrix() @ down_rotation(self.yaw)
 
 
 @dataclass
@@ -102,7 +112,7 @@ class WaypointController:
         n = np.linalg.norm(a_pos)
         if n > wp.speed:
             a_pos *= wp.speed / n
-        rot_err = Rotation.from_matrix(down_rotation(wp.yaw) @ eef_rot.T).as_rotvec()
+        rot_err = Rotation.from_matrix(wp.rotation() @ eef_rot.T).as_rotvec()
         a_rot = np.clip(self.kp_rot * rot_err / ROT_SCALE, -1.0, 1.0)
         return np.concatenate([a_pos, a_rot, [wp.grip]])
 
@@ -110,5 +120,5 @@ class WaypointController:
     def reached(eef_pos: np.ndarray, eef_rot: np.ndarray, wp: Waypoint) -> bool:
         if np.linalg.norm(wp.pos - eef_pos) > wp.tol:
             return False
-        rot_err = Rotation.from_matrix(down_rotation(wp.yaw) @ eef_rot.T).magnitude()
+        rot_err = Rotation.from_matrix(wp.rotation() @ eef_rot.T).magnitude()
         return rot_err < wp.yaw_tol
