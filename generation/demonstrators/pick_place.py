@@ -51,9 +51,13 @@ REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm sta
 GRASP_REACH = 0.75
 
 
+def _base_xy(env) -> np.ndarray:
+    return np.array(env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2])
+
+
 def _reachable(env, xy: np.ndarray) -> np.ndarray:
     """``xy`` pulled towards the robot base so the arm can get there comfortably."""
-    base = env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2]
+    base = _base_xy(env)
     d = xy - base
     n = np.linalg.norm(d)
     return base + d * (REACH / n) if n > REACH else xy
@@ -64,13 +68,12 @@ def _reachable(env, xy: np.ndarray) -> np.ndarray:
 LEAN_FROM, LEAN_PER_M, MAX_LEAN = 0.66, 4.0, 0.45
 
 
-def lean(env, xy: np.ndarray) -> np.ndarray:
+def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """The hand's tilt (a world rotation vector) for a grasp at ``xy``: far out, the fingertips
     lean outwards and the wrist stays within reach. Straight down, the Panda reached a bowl
     0.75 m out only with its elbow straight, at its joint limit, where the controller can move
     the hand neither down nor back (LIBERO-Spatial task 6: 9 of its 50 init states failed so)."""
-    base = env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2]
-    out = np.asarray(xy, dtype=float) - base
+    out = np.asarray(xy, dtype=float) - np.asarray(base_xy, dtype=float)[:2]
     dist = float(np.linalg.norm(out))
     angle = float(np.clip((dist - LEAN_FROM) * LEAN_PER_M, 0.0, MAX_LEAN))
     if angle == 0.0:
@@ -176,7 +179,7 @@ class PickPlace(Demonstrator):
             2: [(-1, 0), (0, -1), (0, 1), (1, 0)],
         }[strategy]
         radius = 0.5 * min(fp.length, fp.width) if fp.width > 0.02 else fp.radius
-        base = env.sim.data.body_xpos[env.sim.model.body_name2id("robot0_base")][:2]
+        base = _base_xy(env)
         reach = max(GRASP_REACH, np.linalg.norm(fp.center - base) - radius + 0.03)
         for d in prefs:
             d = _unit(np.array(d, float) + rng.normal(0, 0.08, 2))
@@ -234,7 +237,7 @@ class PickPlace(Demonstrator):
         z0 = float(env.sim.data.body_xpos[body][2])
         clutter = geo.obstacles_top(env, (self.obj,), near=grasp[None], radius=0.12)
         above = max(fp.top, clutter) + 0.08 + rng.uniform(0, 0.03)
-        tilt = lean(env, grasp[:2])
+        tilt = lean(_base_xy(env), grasp[:2])
         pos, _ = eef_pose(env)
         if strategy == 2:  # come in diagonally from the side
             off = np.array([0.0, -0.12]) if not side.any() else side * 0.12

@@ -49,6 +49,37 @@ def test_resample_path_is_even_in_arc_length():
     np.testing.assert_allclose(np.linalg.norm(np.diff(res, axis=0), axis=1), 0.5)
 
 
+def test_yaw_for_finger_axis_keeps_the_last_joint_mid_range():
+    from generation.demonstrators.geometry import yaw_for_finger_axis
+
+    for phi in np.linspace(-np.pi, np.pi, 73):
+        axis = np.array([np.cos(phi), np.sin(phi)])
+        yaw = yaw_for_finger_axis(axis)
+        assert -np.pi / 4 - 1e-9 <= yaw < 3 * np.pi / 4
+        fingers = np.array([-np.sin(yaw), np.cos(yaw)])  # yaw 0 closes along world y
+        assert abs(abs(fingers @ axis) - 1) < 1e-9
+    # fingers along x: +pi/2, whichever way the axis points (-pi/2 drove joint 7 to its limit)
+    assert yaw_for_finger_axis(np.array([-1.0, 1e-3])) == pytest.approx(np.pi / 2, abs=1e-2)
+    assert yaw_for_finger_axis(np.array([-1.0, -1e-3])) == pytest.approx(np.pi / 2, abs=1e-2)
+
+
+def test_far_grasps_lean_the_fingertips_outwards():
+    from generation.demonstrators.controller import Waypoint
+    from generation.demonstrators.pick_place import LEAN_FROM, MAX_LEAN, lean
+
+    base = np.array([-0.66, 0.0])
+    assert not lean(base, base + [LEAN_FROM - 0.01, 0.0]).any()
+    tilt = lean(base, base + [0.75, 0.0])
+    assert 0 < np.linalg.norm(tilt) <= MAX_LEAN
+    approach = Waypoint([0, 0, 1], yaw=0.3, tilt=tilt).rotation()[:, 2]  # the hand's z axis
+    assert approach[2] < 0 and approach[0] > 0.1  # still downwards, fingertips outwards (+x)
+    side = Waypoint([0, 0, 1], yaw=0.0, tilt=lean(base, base + [0.0, -0.8])).rotation()[:, 2]
+    assert side[1] < -0.1 and abs(side[0]) < 1e-9
+    np.testing.assert_allclose(
+        Waypoint([0, 0, 1], yaw=0.3).rotation()[:, 2], [0, 0, -1], atol=1e-12
+    )
+
+
 def test_separation_of_synthetic_paths():
     t = np.linspace(0, 1, 30)[:, None]
     rng = np.random.default_rng(0)
@@ -159,5 +190,26 @@ def test_more_tasks_succeed(suite, task, init_state_index, seed):
         for s in range(demo.n_strategies):
             ep = collect_episode(env, demo, s, init_state_index=init_state_index, seed=seed)
             assert ep.success, f"{suite}/{task} strategy {s}"
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "suite,task,strategy,init_state_index",
+    [
+        ("libero_spatial", 6, 0, 6),  # bowl 0.75 m out: straight down, the elbow locked straight
+        ("libero_spatial", 1, 2, 11),  # fingers along x at yaw -pi/2: joint 7 at its limit
+        ("libero_spatial", 1, 1, 16),  # 1.2 cm rim grasp: the bowl pivoted out on the high arc
+        ("libero_object", 7, 1, 4),  # milk taken turned: wedged between the open fingers
+    ],
+)
+def test_cases_that_failed_the_50_init_state_sweep(suite, task, strategy, init_state_index):
+    from generation.envs.libero_env import LiberoEnv
+
+    env = LiberoEnv((suite, task))
+    try:
+        ep = collect_episode(env, demonstrator_for(env.task), strategy, init_state_index, seed=0)
+        assert ep.success
     finally:
         env.close()
