@@ -77,7 +77,7 @@ def cmd_demo_quality(args) -> int:
 
     table = evaluate_demonstrators(
         args.suite, args.tasks, n_init=args.init_states, seed=args.seed, cycle=args.cycle,
-        num_workers=args.workers,
+        num_workers=args.workers, include_switched_off=args.include_switched_off,
     )  # fmt: skip
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False))
@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="one strategy per init state (i mod strategies) instead of every strategy on each",
     )  # fmt: skip
     s.add_argument("--workers", type=int, default=1, help="tasks evaluated in parallel processes")
+    s.add_argument(
+        "--include-switched-off", action="store_true",
+        help="also measure tasks switched off for measuring below the bar (to re-check them)",
+    )  # fmt: skip
     s.add_argument("--out", help="also write the table as CSV")
     s.set_defaults(func=cmd_demo_quality)
 

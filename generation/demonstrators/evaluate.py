@@ -11,7 +11,12 @@ from functools import partial
 import numpy as np
 
 from generation.demonstrators.collect import collect_episode
-from generation.demonstrators.registry import demonstrator_for, has_demonstrator
+from generation.demonstrators.registry import (
+    demonstrator_for,
+    has_demonstrator,
+    scriptable,
+    switched_off,
+)
 from generation.demonstrators.separation import strategy_separation
 from generation.envs.suites import TaskSpec, parse_tasks
 
@@ -19,14 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_task(
-    task: TaskSpec, n_init: int = 10, seed: int = 0, init_offset: int = 0, cycle: bool = False
+    task: TaskSpec,
+    n_init: int = 10,
+    seed: int = 0,
+    init_offset: int = 0,
+    cycle: bool = False,
+    include_switched_off: bool = False,
 ) -> dict:
     """Run ``task``'s demonstrator on init states ``init_offset..+n_init``: every strategy on
     each, or with ``cycle`` one strategy per init state (i mod S), which covers all of a
     suite's init states at a third of the cost."""
     from generation.envs.libero_env import LiberoEnv
 
-    demo = demonstrator_for(task)
+    demo = demonstrator_for(task, include_switched_off=include_switched_off)
     env = LiberoEnv(task)
     inits = range(init_offset, init_offset + n_init)
     if cycle:
@@ -45,6 +55,7 @@ def evaluate_task(
     finally:
         env.close()
     row = {"suite": task.suite, "task_index": task.index, "task_name": task.name}
+    row["switched_off"] = switched_off(task) or ""
     for strategy, name in enumerate(demo.strategy_names):
         eps = [e for e in episodes if e.strategy_id == strategy]
         row[f"success_{name}"] = float(np.mean([e.success for e in eps]))
@@ -74,6 +85,7 @@ def evaluate_demonstrators(
     progress: bool = True,
     cycle: bool = False,
     num_workers: int = 1,
+    include_switched_off: bool = False,
 ):
     """Per-task table (pandas DataFrame) for the covered tasks of ``suite`` among ``tasks``.
 
@@ -81,12 +93,18 @@ def evaluate_demonstrators(
     ``nn_strategy_accuracy`` and their ``shape_`` variants over the successful episodes' eef
     paths (see ``separation.py``; they need >= 2 init states), ``mean_steps``,
     ``seconds_per_episode``, and the failed (strategy, init state) pairs.
+    ``include_switched_off`` also measures the tasks ``registry.UNSUPPORTED`` switches off
+    (their ``switched_off`` column says why), to check whether they now pass.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
-    selected = [t for t in parse_tasks(suite, tasks) if has_demonstrator(t)]
-    work = partial(evaluate_task, n_init=n_init, seed=seed, init_offset=init_offset, cycle=cycle)
+    usable = scriptable if include_switched_off else has_demonstrator
+    selected = [t for t in parse_tasks(suite, tasks) if usable(t)]
+    work = partial(
+        evaluate_task, n_init=n_init, seed=seed, init_offset=init_offset, cycle=cycle,
+        include_switched_off=include_switched_off,
+    )  # fmt: skip
     rows = []
     with ExitStack() as stack:
         if num_workers > 1:  # one task per worker process, each with its own GL context

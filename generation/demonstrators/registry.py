@@ -114,9 +114,22 @@ def has_demonstrator(task: TaskSpec) -> bool:
     return _unsupported_reason(task) is None and _build(task) is not None
 
 
-def demonstrator_for(task: TaskSpec) -> Demonstrator:
-    """A fresh demonstrator for ``task``; ``ValueError`` naming the covered tasks if none."""
-    demo = None if _unsupported_reason(task) else _build(task)
+def switched_off(task: TaskSpec) -> str | None:
+    """Why ``task``'s scripted demonstrator is switched off (measured below the bar, or an
+    object it cannot grasp), or None."""
+    return _unsupported_reason(task)
+
+
+def scriptable(task: TaskSpec) -> bool:
+    """Whether a demonstrator can be built for ``task``, switched off or not."""
+    return _build(task) is not None
+
+
+def demonstrator_for(task: TaskSpec, include_switched_off: bool = False) -> Demonstrator:
+    """A fresh demonstrator for ``task``; ``ValueError`` naming the covered tasks if none.
+    ``include_switched_off`` builds one for a task in ``UNSUPPORTED`` too (to re-measure it)."""
+    off = _unsupported_reason(task) and not include_switched_off
+    demo = None if off else _build(task)
     if demo is None:
         covered = [f"{t.index}: {t.name}" for t in list_tasks(task.suite) if has_demonstrator(t)]
         why = _unsupported_reason(task) or f"goal {_parsed_goal(task.bddl_file)[0]} is not scripted"

@@ -123,6 +123,29 @@ def test_demonstrator_for_unknown_task_names_task_and_covered_ones():
     assert task.name in msg and "with demonstrators" in msg
 
 
+def test_switched_off_tasks_can_still_be_built_to_re_measure_them():
+    from generation.demonstrators.registry import scriptable, switched_off
+
+    task = get_task("libero_spatial", 4)  # the bowl in the drawer: measured 77%
+    assert not has_demonstrator(task) and scriptable(task) and "drawer" in switched_off(task)
+    with pytest.raises(ValueError, match="no scripted demonstrator"):
+        demonstrator_for(task)
+    assert demonstrator_for(task, include_switched_off=True).n_strategies == 3
+    assert switched_off(get_task("libero_object", 0)) is None
+
+
+@pytest.mark.slow
+def test_demo_quality_measures_switched_off_tasks_on_request():
+    from generation.demonstrators.evaluate import evaluate_demonstrators
+
+    kw = dict(n_init=1, cycle=True, progress=False)
+    assert evaluate_demonstrators("libero_spatial", "4", **kw).empty
+    table = evaluate_demonstrators("libero_spatial", "4", include_switched_off=True, **kw)
+    row = table.iloc[0]
+    assert row.task_index == 4 and row.episodes == 1 and "drawer" in row.switched_off
+    assert row.success_rate in (0.0, 1.0) and len(row.failed) == int(row.success_rate == 0)
+
+
 # ---------------------------------------------------------------- in simulation
 def test_all_strategies_succeed(object_episodes):
     for ep in object_episodes:
