@@ -318,18 +318,10 @@ class LiberoEnv:
         cell = self.config.mesh_cell_m()
         if cell <= 0 or self._simplified is model:
             return
-        visual = {
-            int(model.geom_dataid[g])
-            for g in range(model.ngeom)
-            if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH
-            and not (model.geom_contype[g] or model.geom_conaffinity[g])
-        }
-        colliding = {
-            int(model.geom_dataid[g])
-            for g in range(model.ngeom)
-            if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH
-            and (model.geom_contype[g] or model.geom_conaffinity[g])
-        }
+        visual, colliding = set(), set()
+        for g in np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_MESH):
+            collides = model.geom_contype[g] or model.geom_conaffinity[g]
+            (colliding if collides else visual).add(int(model.geom_dataid[g]))
         meshes = sorted(visual - colliding)  # a mesh that also collides is left whole
         for mesh_id in meshes:
             simplify_mesh(model, mesh_id, cell)
@@ -428,6 +420,7 @@ class LiberoEnv:
 
     def render_images(self) -> dict:
         """Images of the current sim state (for replay rendering)."""
+        self._own_gl_context()
         raw_obs = self.raw.env._get_observations(force_update=True)
         return {
             CAMERAS[c]: np.ascontiguousarray(raw_obs[f"{c}_image"][::-1, ::-1])
