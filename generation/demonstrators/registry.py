@@ -23,10 +23,10 @@ PICK_PLACE = ("in", "on")
 _LOW = "measured below 90% success (evaluate_demonstrators, 2026-11-25)"
 UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_spatial", "black_bowl_in_the_top_drawer"): (
-        "the hand now fits beside the bowl in the drawer, but about one rim grasp in four there "
-        "misses and the retry runs past the 280-step horizon: 77% over 10 init states "
-        "(direct 10/10, high_arc 7/10, side_swing 6/10); again 77% with fixtures pinned "
-        "(2026-11-26: direct 9/10, high_arc 8/10, side_swing 6/10)"
+        "a rim grasp on the bowl inside the drawer still misses now and then and the retry runs "
+        "past the 280-step horizon: 46/50 over all 50 init states with one strategy each, but "
+        "23/30 over init states 0-9 with every strategy (2026-11-26, benchmarks/results/"
+        "demo_quality): not reliably at 90%"
     ),
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_front"): _LOW,
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_right"): _LOW,
