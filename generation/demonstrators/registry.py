@@ -21,6 +21,15 @@ PICK_PLACE = ("in", "on")
 
 # (suite, task name substring) -> why no demonstrator is offered (measured, see module doc)
 _LOW = "measured below 90% success (evaluate_demonstrators, 2026-11-25)"
+
+
+def _measured(ok: int, n: int = 30, note: str = "") -> str:
+    return (
+        f"{ok}/{n} over init states 0-9 x 3 strategies (dlr demo-quality, 2026-11-26; "
+        f"benchmarks/results/demo_quality){': ' + note if note else ''}"
+    )
+
+
 UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_spatial", "black_bowl_in_the_top_drawer"): (
         "a rim grasp on the bowl inside the drawer still misses now and then and the retry runs "
@@ -28,36 +37,41 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         "23/30 over init states 0-9 with every strategy (2026-11-26, benchmarks/results/"
         "demo_quality): not reliably at 90%"
     ),
+    # books: thin and upright, not re-measured since (1/30 for STUDY_SCENE1 front, 2026-11-26)
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_front"): _LOW,
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_right"): _LOW,
     ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_front"): _LOW,
     ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_right"): _LOW,
     ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_front"): _LOW,
     ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_right"): _LOW,
-    ("libero_90", "STUDY_SCENE3_pick_up_the_red_mug"): _LOW,
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_in_the_middle"): _LOW,
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_on_the_right"): _LOW,
-    ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _LOW,
+    ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _measured(4),
     (
         "libero_goal",
         "open_the_top_drawer_and_put_the_bowl_inside",
     ): "the drawer must be opened first: drawers are not scripted",
-    ("libero_goal", "put_the_bowl_on_the_plate"): _LOW,
-    ("libero_90", "KITCHEN_SCENE10_put_the_black_bowl_in_the_top_drawer"): _LOW,
-    ("libero_90", "KITCHEN_SCENE2_put_the_black_bowl_at_the_front_on_the_plate"): _LOW,
-    ("libero_90", "KITCHEN_SCENE3_put_the_moka_pot_on_the_stove"): _LOW,
-    ("libero_90", "KITCHEN_SCENE4_put_the_black_bowl_in_the_bottom_drawer"): _LOW,
-    ("libero_90", "KITCHEN_SCENE4_put_the_black_bowl_on_top_of_the_cabinet"): _LOW,
-    ("libero_90", "KITCHEN_SCENE4_put_the_wine_bottle_in_the_bottom_drawer"): _LOW,
-    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_in_the_top_drawer"): _LOW,
-    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_the_plate"): _LOW,
-    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_top_of_the_cabinet"): _LOW,
-    ("libero_90", "KITCHEN_SCENE5_put_the_ketchup_in_the_top_drawer"): _LOW,
-    ("libero_90", "KITCHEN_SCENE8_put_the_right_moka_pot_on_the_stove"): _LOW,
-    ("libero_90", "LIVING_ROOM_SCENE2_pick_up_the_orange_juice"): _LOW,
-    ("libero_90", "LIVING_ROOM_SCENE4_pick_up_the_salad_dressing"): _LOW,
-    ("libero_90", "LIVING_ROOM_SCENE4_stack_the_right_bowl_on_the_left_bowl"): _LOW,
-    ("libero_90", "LIVING_ROOM_SCENE5_put_the_red_mug_on_the_left_plate"): _LOW,
+    ("libero_goal", "put_the_bowl_on_the_plate"): _measured(25),
+    ("libero_90", "KITCHEN_SCENE10_put_the_black_bowl_in_the_top_drawer"): _measured(26),
+    ("libero_90", "KITCHEN_SCENE2_stack_the_black_bowl_at_the_front"): _measured(
+        26, note="the same 26/30 with the demonstrators of 2026-11-25"
+    ),
+    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_in_the_top_drawer"): _measured(20),
+    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_top_of_the_cabinet"): _measured(20),
+    ("libero_90", "KITCHEN_SCENE5_put_the_ketchup_in_the_top_drawer"): _measured(0),
+    ("libero_90", "KITCHEN_SCENE8_turn_off_the_stove"): _measured(
+        12,
+        note="the knob of the pinned stove is missed on 6 of 10 init states, the same with "
+        "the demonstrators of 2026-11-25 (measured on a jittered stove then)",
+    ),
+    ("libero_90", "LIVING_ROOM_SCENE4_pick_up_the_salad_dressing"): _measured(23),
+    ("libero_90", "LIVING_ROOM_SCENE4_stack_the_left_bowl_on_the_right_bowl"): _measured(
+        20, note="23/30 with the demonstrators of 2026-11-25"
+    ),
+    ("libero_90", "LIVING_ROOM_SCENE5_put_the_red_mug_on_the_left_plate"): _measured(26),
+    ("libero_90", "LIVING_ROOM_SCENE6_put_the_red_mug_on_the_plate"): _measured(
+        26, note="25/30 with the demonstrators of 2026-11-25"
+    ),
 }
 # name fragments of objects the pick-and-place script cannot move
 UNGRASPABLE = {
