@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -247,6 +248,7 @@ class PickPlace(Demonstrator):
         # a hand leaning into a drawer hits its walls (LIBERO-Spatial task 4: 5/12 init states
         # with the lean, 11/12 without)
         tilt = np.zeros(3) if boxed_in else lean(_base_xy(env), grasp[:2])
+        leaning = partial(Waypoint, yaw=yaw, tilt=tilt)  # every waypoint at the object
         pos, _ = eef_pose(env)
         if strategy == 2:  # come in diagonally from the side
             off = np.array([0.0, -0.12]) if not side.any() else side * 0.12
@@ -258,55 +260,23 @@ class PickPlace(Demonstrator):
                 max_steps=45,
                 label="pre_side",
             )
-            yield Waypoint(
-                [*grasp[:2], above], yaw, OPEN, tol=0.015, speed=0.6, label="pre_grasp", tilt=tilt
-            )
+            yield leaning([*grasp[:2], above], grip=OPEN, tol=0.015, speed=0.6, label="pre_grasp")
         else:
             if strategy == 1:
                 yield Waypoint([*pos[:2], table + 0.33], yaw, OPEN, tol=0.04, label="rise")
-            yield Waypoint([*grasp[:2], above], yaw, OPEN, tol=0.02, label="pre_grasp", tilt=tilt)
-        yield Waypoint(
-            grasp + [0, 0, 0.03],
-            yaw,
-            OPEN,
-            tol=0.015,
-            speed=0.8,
-            noise=0.5,
-            label="approach",
-            tilt=tilt,
+            yield leaning([*grasp[:2], above], grip=OPEN, tol=0.02, label="pre_grasp")
+        yield leaning(
+            grasp + [0, 0, 0.03], grip=OPEN, tol=0.015, speed=0.8, noise=0.5, label="approach"
         )
-        yield Waypoint(
-            grasp,
-            yaw,
-            OPEN,
-            tol=0.007,
-            speed=0.5,
-            noise=0.2,
-            max_steps=40,
-            label="descend",
-            tilt=tilt,
+        yield leaning(
+            grasp, grip=OPEN, tol=0.007, speed=0.5, noise=0.2, max_steps=40, label="descend"
         )
-        yield Waypoint(
-            grasp,
-            yaw,
-            CLOSE,
-            tol=1.0,
-            speed=0.2,
-            noise=0.0,
-            min_steps=10,
-            max_steps=10,
+        yield leaning(
+            grasp, grip=CLOSE, tol=1.0, speed=0.2, noise=0.0, min_steps=10, max_steps=10,
             label="close",
-            tilt=tilt,
-        )
-        yield Waypoint(
-            grasp + [0, 0, 0.05],
-            yaw,
-            CLOSE,
-            tol=0.015,
-            speed=0.5,
-            noise=0.3,
-            label="lift_check",
-            tilt=tilt,
+        )  # fmt: skip
+        yield leaning(
+            grasp + [0, 0, 0.05], grip=CLOSE, tol=0.015, speed=0.5, noise=0.3, label="lift_check"
         )
         rise = eef_pose(env)[0][2] - grasp[2]
         # the body origin, not the bottom: a bowl pinched at its rim tilts as it comes up
@@ -314,9 +284,7 @@ class PickPlace(Demonstrator):
         log.debug("%s: lift check: grip rose %.3f, %s %.3f", self.task.key, rise, self.obj, came)
         if came > 0.35 * rise:  # it came along
             return yaw
-        yield Waypoint(
-            grasp + [0, 0, 0.08], yaw, OPEN, tol=0.02, min_steps=5, label="regrasp", tilt=tilt
-        )
+        yield leaning(grasp + [0, 0, 0.08], grip=OPEN, tol=0.02, min_steps=5, label="regrasp")
         return None
 
     def _landing_xy(self, env, vessel: bool) -> np.ndarray:

@@ -98,7 +98,9 @@ def _parsed_goal(bddl_file: str) -> tuple[list, set]:
     return [list(p) for p in problem["goal_state"]], movable
 
 
-def _unsupported_reason(task: TaskSpec) -> str | None:
+def switched_off(task: TaskSpec) -> str | None:
+    """Why ``task``'s scripted demonstrator is switched off (measured below the bar, or an
+    object it cannot grasp), or None."""
     for (suite, name), why in UNSUPPORTED.items():
         if suite == task.suite and name in task.name:
             return why
@@ -131,13 +133,7 @@ def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
 
 def has_demonstrator(task: TaskSpec) -> bool:
     """Whether a scripted demonstrator exists (and was measured to work) for ``task``."""
-    return _unsupported_reason(task) is None and _build(task) is not None
-
-
-def switched_off(task: TaskSpec) -> str | None:
-    """Why ``task``'s scripted demonstrator is switched off (measured below the bar, or an
-    object it cannot grasp), or None."""
-    return _unsupported_reason(task)
+    return switched_off(task) is None and _build(task) is not None
 
 
 def scriptable(task: TaskSpec) -> bool:
@@ -148,11 +144,11 @@ def scriptable(task: TaskSpec) -> bool:
 def demonstrator_for(task: TaskSpec, include_switched_off: bool = False) -> Demonstrator:
     """A fresh demonstrator for ``task``; ``ValueError`` naming the covered tasks if none.
     ``include_switched_off`` builds one for a task in ``UNSUPPORTED`` too (to re-measure it)."""
-    off = _unsupported_reason(task) and not include_switched_off
+    off = switched_off(task) and not include_switched_off
     demo = None if off else _build(task)
     if demo is None:
         covered = [f"{t.index}: {t.name}" for t in list_tasks(task.suite) if has_demonstrator(t)]
-        why = _unsupported_reason(task) or f"goal {_parsed_goal(task.bddl_file)[0]} is not scripted"
+        why = switched_off(task) or f"goal {_parsed_goal(task.bddl_file)[0]} is not scripted"
         listing = "\n  ".join(covered) if covered else "(none)"
         raise ValueError(
             f"no scripted demonstrator for {task.key} ({task.name}): {why}. "
