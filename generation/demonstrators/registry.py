@@ -1,8 +1,9 @@
 """Which task gets which demonstrator, decided from the task's BDDL goal predicates.
 
 A goal of one ``(in obj region)`` or ``(on obj target)`` with a movable ``obj`` gets a
-:class:`PickPlace`; a stove's ``turnon``/``turnoff`` gets a :class:`StoveKnob`; a conjunction of those gets a
-:class:`Sequence`. Drawers and microwaves are not scripted yet.
+:class:`PickPlace`; a stove's ``turnon``/``turnoff`` gets a :class:`StoveKnob`; a cabinet drawer's ``open``/``close``
+gets a :class:`Drawer`; a conjunction of those gets a :class:`Sequence`. Microwave doors are not
+scripted yet.
 Tasks whose scripted solution was measured below the bar are listed in ``UNSUPPORTED`` with
 the reason, so ``has_demonstrator`` only says yes where a demonstrator actually works.
 """
@@ -10,14 +11,17 @@ the reason, so ``has_demonstrator`` only says yes where a demonstrator actually 
 from __future__ import annotations
 
 import functools
+import re
 
 from generation.demonstrators.articulated import StoveKnob
 from generation.demonstrators.collect import Demonstrator
+from generation.demonstrators.drawer import Drawer
 from generation.demonstrators.pick_place import PickPlace
 from generation.demonstrators.sequence import Sequence, dependency_order
 from generation.envs.suites import TaskSpec, list_tasks
 
 PICK_PLACE = ("in", "on")
+DRAWER = re.compile(r"cabinet_\d+_(top|middle|bottom)_region$")  # a cabinet's drawer
 
 # (suite, task name substring) -> why no demonstrator is offered (measured, see module doc)
 _LOW = "measured below 90% success (evaluate_demonstrators, 2026-11-25)"
@@ -115,6 +119,12 @@ def switched_off(task: TaskSpec) -> str | None:
 
 def _build(task: TaskSpec) -> Demonstrator | None:
     goal, movable = _parsed_goal(task.bddl_file)
+    # something goes into a drawer: open it first if it is closed (the sequence skips a
+    # sub-goal that already holds); LIBERO-Goal's "open the top drawer and put the bowl
+    # inside" only asks for the bowl in the drawer
+    for pred in list(goal):
+        if pred[0] == "in" and DRAWER.search(pred[2]) and ["open", pred[2]] not in goal:
+            goal = [["open", pred[2]], *goal]
     if len(goal) == 1:
         return _build_one(task, goal[0], movable)
     parts = [(goal[i], _build_one(task, goal[i], movable)) for i in dependency_order(goal)]
@@ -126,6 +136,8 @@ def _build(task: TaskSpec) -> Demonstrator | None:
 def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
     if pred[0] in PICK_PLACE and len(pred) == 3 and pred[1] in movable:
         return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
+    if pred[0] in ("open", "close") and len(pred) == 2 and DRAWER.search(pred[1]):
+        return Drawer(task, region=pred[1], to_open=pred[0] == "open")
     if pred[0] in ("turnon", "turnoff") and "stove" in pred[1]:
         return StoveKnob(task, fixture=pred[1], turn_on=pred[0] == "turnon")
     return None

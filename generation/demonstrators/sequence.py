@@ -2,7 +2,8 @@
 
 Order: the BDDL goal's, except that an object which must itself be moved is moved before
 something is put on it (``(on bowl_1 bowl_2) (in bowl_2 tray)``: first bowl_2 into the tray,
-then bowl_1 onto it). A sub-goal that already holds is skipped.
+then bowl_1 onto it), and a drawer is opened before and closed after something goes into it.
+A sub-goal that already holds is skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from generation.demonstrators.controller import Waypoint
 
 
 def dependency_order(goal: list[list[str]]) -> list[int]:
-    """Indices of ``goal``'s predicates, moves of an object before placements onto it."""
+    """Indices of ``goal``'s predicates, moves of an object before placements onto it, and a
+    drawer (region) opened before and closed after something is put into it."""
     order = list(range(len(goal)))
     moved = {pred[1]: i for i, pred in enumerate(goal) if pred[0] in ("in", "on")}
     for i, pred in enumerate(goal):
@@ -25,7 +27,15 @@ def dependency_order(goal: list[list[str]]) -> list[int]:
             if order.index(j) > order.index(i):
                 order.remove(j)
                 order.insert(order.index(i), j)
-    return order
+    targets = {pred[2] for pred in goal if pred[0] in ("in", "on") and len(pred) == 3}
+
+    def rank(i: int) -> int:
+        pred = goal[i]
+        if pred[0] in ("open", "close") and pred[1] in targets:
+            return -1 if pred[0] == "open" else 1
+        return 0
+
+    return sorted(order, key=rank)  # stable: the rest keeps its order
 
 
 class Sequence(Demonstrator):

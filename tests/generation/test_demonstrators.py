@@ -225,9 +225,12 @@ def test_more_tasks_succeed(suite, task, init_state_index, seed):
         ("libero_spatial", 1, 2, 11),  # fingers along x at yaw -pi/2: joint 7 at its limit
         ("libero_spatial", 1, 1, 16),  # 1.2 cm rim grasp: the bowl pivoted out on the high arc
         ("libero_object", 7, 1, 4),  # milk taken turned: wedged between the open fingers
+        # the bowl in the drawer and the plate both ~0.78 m out: the carry stalled out of reach
+        ("libero_spatial", 4, 0, 3),
+        ("libero_spatial", 4, 1, 2),  # the bowl fell out on the way up: picked up again
     ],
 )
-def test_cases_that_failed_the_50_init_state_sweep(suite, task, strategy, init_state_index):
+def test_cases_that_failed_a_sweep(suite, task, strategy, init_state_index):
     from generation.envs.libero_env import LiberoEnv
 
     env = LiberoEnv((suite, task))
