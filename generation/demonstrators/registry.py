@@ -35,12 +35,6 @@ def _measured(ok: int, n: int = 30, note: str = "") -> str:
 
 
 UNSUPPORTED: dict[tuple[str, str], str] = {
-    ("libero_spatial", "black_bowl_in_the_top_drawer"): (
-        "a rim grasp on the bowl inside the drawer still misses now and then and the retry runs "
-        "past the 280-step horizon: 46/50 over all 50 init states with one strategy each, but "
-        "23/30 over init states 0-9 with every strategy (2026-11-26, benchmarks/results/"
-        "demo_quality): not reliably at 90%"
-    ),
     # books: thin and upright, not re-measured since (1/30 for STUDY_SCENE1 front, 2026-11-26)
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_front"): _LOW,
     ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_right"): _LOW,
