@@ -2,8 +2,8 @@
 
 A goal of one ``(in obj region)`` or ``(on obj target)`` with a movable ``obj`` gets a
 :class:`PickPlace`; a stove's ``turnon``/``turnoff`` gets a :class:`StoveKnob`; a cabinet drawer's ``open``/``close``
-gets a :class:`Drawer`; a conjunction of those gets a :class:`Sequence`. Microwave doors are not
-scripted yet.
+gets a :class:`Drawer`; closing a microwave gets a :class:`DoorCloser`; a conjunction of those
+gets a :class:`Sequence`. Opening a microwave door is not scripted yet.
 Tasks whose scripted solution was measured below the bar are listed in ``UNSUPPORTED`` with
 the reason, so ``has_demonstrator`` only says yes where a demonstrator actually works.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 
-from generation.demonstrators.articulated import StoveKnob
+from generation.demonstrators.articulated import DoorCloser, StoveKnob
 from generation.demonstrators.collect import Demonstrator
 from generation.demonstrators.drawer import Drawer
 from generation.demonstrators.pick_place import PickPlace
@@ -132,6 +132,8 @@ def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
         return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
     if pred[0] in ("open", "close") and len(pred) == 2 and DRAWER.search(pred[1]):
         return Drawer(task, region=pred[1], to_open=pred[0] == "open")
+    if pred[0] == "close" and len(pred) == 2 and "microwave" in pred[1]:
+        return DoorCloser(task, fixture=pred[1])
     if pred[0] in ("turnon", "turnoff") and "stove" in pred[1]:
         return StoveKnob(task, fixture=pred[1], turn_on=pred[0] == "turnon")
     return None
