@@ -117,8 +117,9 @@ def _build(task: TaskSpec) -> Demonstrator | None:
     # sub-goal that already holds); LIBERO-Goal's "open the top drawer and put the bowl
     # inside" only asks for the bowl in the drawer
     for pred in list(goal):
-        if pred[0] == "in" and DRAWER.search(pred[2]) and ["open", pred[2]] not in goal:
-            goal = [["open", pred[2]], *goal]
+        opener = ["open", pred[2]] if pred[0] == "in" else None
+        if opener and opener not in goal and _build_one(task, opener, movable) is not None:
+            goal = [opener, *goal]
     if len(goal) == 1:
         return _build_one(task, goal[0], movable)
     parts = [(goal[i], _build_one(task, goal[i], movable)) for i in dependency_order(goal)]
@@ -131,6 +132,8 @@ def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
     if pred[0] in PICK_PLACE and len(pred) == 3 and pred[1] in movable:
         return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
     if pred[0] in ("open", "close") and len(pred) == 2 and DRAWER.search(pred[1]):
+        if pred[0] == "open" and pred[1].endswith("bottom_region"):
+            return None  # its handle is too low for the hand (see drawer.py)
         return Drawer(task, region=pred[1], to_open=pred[0] == "open")
     if pred[0] == "close" and len(pred) == 2 and "microwave" in pred[1]:
         return DoorCloser(task, fixture=pred[1])
