@@ -152,7 +152,7 @@ class Drawer(Demonstrator):
         # finger axis, would hit the drawer above if it lay along it), leaning in by PUSH_LEAN:
         # the palm, thicker than the fingers, stays out of the way of the handle of the
         # drawer above (KITCHEN_SCENE4 close the bottom drawer: 0/30 upright, the push stopped
-        # 4 cm short; 6/6 leaning, init state 0)
+        # 4 cm short; 30/30 leaning, init states 0-9 x 3 strategies)
         yaw = geo.yaw_for_finger_axis(h.along)
         at = self._point_on_bar(h, strategy, rng)
         at = at + np.array([*(h.out * (h.depth + 0.012)), 0.012])  # fingertips at the bar
