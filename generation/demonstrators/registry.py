@@ -13,6 +13,7 @@ import functools
 
 from generation.demonstrators.articulated import StoveKnob
 from generation.demonstrators.collect import Demonstrator
+from generation.demonstrators.handle import HandlePickPlace
 from generation.demonstrators.pick_place import PickPlace
 from generation.demonstrators.sequence import Sequence, dependency_order
 from generation.envs.suites import TaskSpec, list_tasks
@@ -125,6 +126,8 @@ def _build(task: TaskSpec) -> Demonstrator | None:
 
 def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
     if pred[0] in PICK_PLACE and len(pred) == 3 and pred[1] in movable:
+        if "frypan" in pred[1]:  # too wide to pinch: taken by its handle
+            return HandlePickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
         return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
     if pred[0] in ("turnon", "turnoff") and "stove" in pred[1]:
         return StoveKnob(task, fixture=pred[1], turn_on=pred[0] == "turnon")
