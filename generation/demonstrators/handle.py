@@ -4,19 +4,25 @@ The pan (LIBERO's ``chefmate_8_frypan``) is 21 cm across, too wide to pinch, and
 a ring of thin boxes; its handle is one flat box, 2.5 cm wide, 1.2 cm thick and 13 cm long,
 sticking out 13-26 cm from the pan's centre and rising by 7 degrees towards its end. The
 fingers close across the handle's width, at a point along it that the strategy chooses. The
-pan weighs 50 g: it stays nearly level, held at one end.
+pan weighs 50 g: held so, it hangs a few degrees off level.
+
+A grasp is kept only if the open hand is clear of the scene at it and on the way down, and
+also where the pan will be set down: in LIBERO-90 KITCHEN_SCENE3 a tall moka pot stands
+beside the handle's end, and the palm (21 cm along the finger axis) hit it there. Failing
+every point along the handle (fingers also turned up to 0.6 rad across it), the pan is taken
+at a segment of its rim wall, fingers radial, as pick_place takes a bowl.
 
 Where it goes: onto a surface (a stove, the top of a shelf), set down from above; or into a
 shelf's compartment (an ``in`` region below a board), slid in horizontally from the open side
-at the compartment's height, the hand staying outside on the handle. Either way the pan is
-aimed by its body origin (the centre of its base), as pick_place aims a bowl held at its rim.
-On the way the wrist may turn the pan about the grip, to bring the hand nearer the robot.
+at mid-height of the compartment, the hand staying outside on the handle. Either way the pan
+is aimed by its body origin (the centre of its base), as pick_place aims a bowl held at its
+rim, looked at again just before it is set down or slid in.
 
 Strategies (as in :class:`PickPlace`, visibly different at the hand):
 
-0 ``direct``      handle's middle, straight from above; low, straight transport.
-1 ``high_arc``    handle's outer end; lift high, over the top, down from high above.
-2 ``side_swing``  handle's inner end, approached from the side; swing out wide on the way.
+0 ``direct``      the handle near its middle, straight from above; low, straight transport.
+1 ``high_arc``    the handle's outer part; straight up high, over the top, down from above.
+2 ``side_swing``  the handle's inner end, approached from the side; swung out wide on the way.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ log = logging.getLogger(__name__)
 
 # where along the handle (0: where it leaves the pan, 1: its end) each strategy takes it
 ALONG = {0: 0.45, 1: 0.65, 2: 0.2}
-# the finger pads (1.6 cm tall) are centred 4 mm above the grip site: the handle (1.2 cm thick)
-# between them. Taken 1 cm lower, it sat on the fingers below the pads and slid out of them
-# as the carry began (libero_90 task 18, init state 0)
-PAD_ABOVE_GRIP = -0.004
+# the handle's centre line this far below the grip site, i.e. 8 mm below the finger pads'
+# centre: held partly by the pads (1.6 cm tall, condim 3) and partly by the finger bodies below
+# them, the pan hung 6-9 degrees off level (task 40, init state 0). Centred on the pads it hung
+# 30-40 degrees (it pivots about the finger axis); 1 cm below the grip site it stayed level
+# but slid out of the fingers as the carry began (task 18, init state 0)
+HANDLE_BELOW_GRIP = 0.004
 # rim grasps: wall segments within this (xy) of the pan's centre; fingers this far below its top
 RIM_OUT, RIM_DEPTH = 0.105, 0.014
 ENTRY_OUT = 0.2  # a compartment is entered from this far out, on its open side
@@ -117,7 +125,7 @@ class HandlePickPlace(PickPlace):
         for t in np.linspace(0.05, 0.7, 14):
             for turn in (0.0, 0.3, -0.3, 0.6, -0.6):
                 xy = h.centre + h.axis * (h.inner + t * (h.outer - h.inner))
-                z = handle_z(h, xy) - PAD_ABOVE_GRIP
+                z = handle_z(h, xy) + HANDLE_BELOW_GRIP
                 yaw = geo.yaw_for_finger_axis(_rot(turn) @ across)
                 out.append((abs(t - t0) + 0.2 * abs(turn), np.array([*xy, z]), yaw))
         # the rim: the strategy's side of it (opposite the handle, nearest the robot, or
@@ -229,10 +237,8 @@ class HandlePickPlace(PickPlace):
         below = eef[2] - fp.bottom  # how far the pan's lowest point hangs below the grip
         goal_xy, floor, ceiling, out = self._goal(env)
         goal_xy = goal_xy + rng.normal(0, 0.004, 2)
-        turn = 0.0
         speed = 0.7
-        end_xy = goal_xy + _rot(turn) @ hold_xy
-        end_yaw = yaw + turn
+        end_xy = goal_xy + hold_xy
         if out is not None:
             lift = _slide_lift(floor, ceiling, fp.height)
             entry = end_xy + out * (ENTRY_OUT + rng.uniform(0, 0.02))
@@ -248,7 +254,7 @@ class HandlePickPlace(PickPlace):
         cruise = max(clutter + below + 0.05 + rng.uniform(0, 0.02), over)
         if strategy == 0:
             yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
-            yield Waypoint([*entry, cruise], end_yaw, CLOSE, tol=0.02, speed=speed, label="carry")
+            yield Waypoint([*entry, cruise], yaw, CLOSE, tol=0.02, speed=speed, label="carry")
         elif strategy == 1:
             high = max(cruise + 0.12, table + 0.34) + rng.uniform(0, 0.03)
             mid = 0.5 * (eef[:2] + entry)
@@ -258,11 +264,11 @@ class HandlePickPlace(PickPlace):
                 [*eef[:2], high - 0.05], yaw, CLOSE, tol=0.04, speed=speed, label="lift_high"
             )
             yield Waypoint(
-                [*_reachable(env, mid), high], yaw + turn / 2, CLOSE, tol=0.05, max_steps=45,
+                [*_reachable(env, mid), high], yaw, CLOSE, tol=0.05, max_steps=45,
                 speed=0.5, label="apex",
             )  # fmt: skip
             yield Waypoint(
-                [*entry, high - 0.05], end_yaw, CLOSE, tol=0.03, speed=speed, label="over_high"
+                [*entry, high - 0.05], yaw, CLOSE, tol=0.03, speed=speed, label="over_high"
             )
         else:
             line = entry - eef[:2]
@@ -272,11 +278,11 @@ class HandlePickPlace(PickPlace):
             mid = _reachable(env, 0.5 * (eef[:2] + entry) + perp * (0.14 + rng.uniform(0, 0.04)))
             yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
             yield Waypoint(
-                [*mid, cruise + 0.04], yaw + turn / 2, CLOSE, tol=0.05, max_steps=45,
+                [*mid, cruise + 0.04], yaw, CLOSE, tol=0.05, max_steps=45,
                 speed=speed, label="swing",
             )  # fmt: skip
         yield Waypoint(
-            [*entry, over], end_yaw, CLOSE, tol=0.012, noise=0.3, speed=speed, label="above_target"
+            [*entry, over], yaw, CLOSE, tol=0.012, noise=0.3, speed=speed, label="above_target"
         )
         # look again: the pan swings, turns and tilts a little in the hand on the way
         eef, _ = eef_pose(env)
@@ -285,18 +291,18 @@ class HandlePickPlace(PickPlace):
             # turned in the hand (only 4.5 cm to spare either side; task 40, init state 1)
             aligned = eef[:2] + goal_xy + out * ENTRY_OUT - env.sim.data.body_xpos[body][:2]
             yield Waypoint(
-                [*aligned, eef[2]], end_yaw, CLOSE, tol=0.008, speed=0.5, noise=0.2,
+                [*aligned, eef[2]], yaw, CLOSE, tol=0.008, speed=0.5, noise=0.2,
                 max_steps=30, label="align",
             )  # fmt: skip
             eef, _ = eef_pose(env)
         end_xy = eef[:2] + goal_xy - env.sim.data.body_xpos[body][:2]
         release = eef[2] + floor + lift - geo.footprint(env, self.obj).bottom
         yield Waypoint(
-            [*end_xy, release], end_yaw, CLOSE, tol=0.01, speed=0.5, noise=0.2, max_steps=60,
+            [*end_xy, release], yaw, CLOSE, tol=0.01, speed=0.5, noise=0.2, max_steps=60,
             label="lower" if out is None else "slide_in",
         )  # fmt: skip
         yield Waypoint(
-            [*end_xy, release], end_yaw, OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8,
+            [*end_xy, release], yaw, OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8,
             label="release",
         )  # fmt: skip
-        yield Waypoint([*end_xy, release + 0.10], end_yaw, OPEN, tol=0.02, label="retreat")
+        yield Waypoint([*end_xy, release + 0.10], yaw, OPEN, tol=0.02, label="retreat")
