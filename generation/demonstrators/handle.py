@@ -6,11 +6,11 @@ sticking out 13-26 cm from the pan's centre and rising by 7 degrees towards its 
 fingers close across the handle's width, at a point along it that the strategy chooses. The
 pan weighs 50 g: held so, it hangs a few degrees off level.
 
-A grasp is kept only if the open hand is clear of the scene at it and on the way down, and
-also where the pan will be set down: in LIBERO-90 KITCHEN_SCENE3 a tall moka pot stands
-beside the handle's end, and the palm (21 cm along the finger axis) hit it there. Failing
-every point along the handle (fingers also turned up to 0.6 rad across it), the pan is taken
-at a segment of its rim wall, fingers radial, as pick_place takes a bowl.
+The grasp is the strategy's point if the open hand is clear of the scene there and on the
+way down, and also where the pan will be set down; else the nearest clear point along the
+handle, else the hand turned up to 0.6 rad across it (in LIBERO-90 KITCHEN_SCENE3 a tall moka
+pot stands beside the handle's end, and the palm, 21 cm along the finger axis, hit it there);
+if none is clear, the one with the fewest probe points in the way.
 
 Where it goes: onto a surface (a stove, the top of a shelf), set down from above; or into a
 shelf's compartment (an ``in`` region below a board), slid in horizontally from the open side
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +45,7 @@ from generation.demonstrators.pick_place import (
     _palm_hits,
     _reachable,
     _unit,
+    lean,
 )
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,6 @@ ALONG = {0: 0.45, 1: 0.65, 2: 0.2}
 # 30-40 degrees (it pivots about the finger axis); 1 cm below the grip site it stayed level
 # but slid out of the fingers as the carry began (task 18, init state 0)
 HANDLE_BELOW_GRIP = 0.004
-# rim grasps: wall segments within this (xy) of the pan's centre; fingers this far below its top
-RIM_OUT, RIM_DEPTH = 0.105, 0.014
 ENTRY_OUT = 0.2  # a compartment is entered from this far out, on its open side
 
 
@@ -116,8 +116,12 @@ class HandlePickPlace(PickPlace):
     # ------------------------------------------------------------------ the grasp
     def _candidates(self, env, strategy, rng) -> list[tuple[float, np.ndarray, float]]:
         """(preference, grip-site point, yaw) of every grasp tried: points along the handle,
-        fingers across it (or turned a little across it), then the rim's wall segments,
-        fingers radial. Lower preference first: the strategy's point on the handle."""
+        fingers across it or turned up to 0.6 rad across it. Lower preference first: the
+        strategy's point on the handle.
+
+        Not the rim: the fingers reach 2.9 cm below the grip site, deeper than the pan (4.2 cm
+        from its base to the rim, its floor 1.2 cm thick), so pinching the wall put the inner
+        finger on the floor and the grasp came up empty (task 21, init state 6, side_swing)."""
         h = handle(env, self.obj)
         across = np.array([-h.axis[1], h.axis[0]])
         t0 = ALONG[strategy] + rng.uniform(-0.05, 0.05)
@@ -127,27 +131,10 @@ class HandlePickPlace(PickPlace):
                 xy = h.centre + h.axis * (h.inner + t * (h.outer - h.inner))
                 z = handle_z(h, xy) + HANDLE_BELOW_GRIP
                 yaw = geo.yaw_for_finger_axis(_rot(turn) @ across)
-                out.append((abs(t - t0) + 0.2 * abs(turn), np.array([*xy, z]), yaw))
-        # the rim: the strategy's side of it (opposite the handle, nearest the robot, or
-        # across from the handle on the far side), after every point on the handle
-        base = _base_xy(env)
-        to_base = _unit(base - h.centre)
-        prefer = {0: -h.axis, 1: to_base, 2: -to_base}[strategy]
-        sim = env.sim
-        body = geo.body_id(env, self.obj)
-        geoms = geo.collision_geoms(sim, body)
-        top = geo.footprint(env, self.obj).top
-        for g in geoms:
-            pts = geo.geom_corners(sim, [g])
-            r = sim.data.geom_xpos[g][:2] - h.centre
-            if not 0.06 < np.linalg.norm(r) < RIM_OUT or pts[:, 2].max() < top - 0.025:
-                continue
-            d = _unit(r)
-            z = pts[:, 2].max() - RIM_DEPTH
-            yaw = geo.yaw_for_finger_axis(d)
-            out.append(
-                (2.0 + 0.5 * (1 - d @ prefer), np.array([*sim.data.geom_xpos[g][:2], z]), yaw)
-            )
+                # a turned hand last: pinched aslant, the handle squares itself between the
+                # fingers and the pan turns in the hand, off line for a slide into a shelf
+                # (task 40, init state 7, high_arc: turned 0.6 rad to keep off the stove)
+                out.append((abs(t - t0) + abs(turn), np.array([*xy, z]), yaw))
         return out
 
     def grasp(self, env, strategy: int, rng: np.random.Generator) -> Grasp:
@@ -161,8 +148,9 @@ class HandlePickPlace(PickPlace):
         lift = _slide_lift(floor, ceiling, geo.footprint(env, self.obj).height)
         best, best_score = None, np.inf
         for pref, point, yaw in self._candidates(env, strategy, rng):
-            # probed 5 mm lower than pick_place does: the fingertips reach 1.3 cm below the
-            # grip site, and one touched a stove's edge beside the handle (task 40, init 2)
+            # probed 5 mm lower than pick_place does (its finger probes stop 1 cm below the grip
+            # site; the fingertips reach 2.9 cm): a finger touched the edge of a stove beside
+            # the handle (task 40, init state 2)
             hits = _descent_hits(boxes, point[:2], point[2] - 0.005, yaw)
             at_goal = goal_xy + point[:2] - origin[:2]
             if out is None:
@@ -232,6 +220,10 @@ class HandlePickPlace(PickPlace):
     def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
         eef, _ = eef_pose(env)
         body = geo.body_id(env, self.obj)
+        # the hand keeps the lean it took the handle with (pick_place.lean, far grasps): made
+        # upright on the way up, it rolled the pan ~20 degrees about the handle, where the
+        # pads held it rolled, and it slipped out later (task 40, init state 7, high_arc)
+        held = partial(Waypoint, tilt=lean(_base_xy(env), eef[:2]))
         fp = geo.footprint(env, self.obj)
         hold_xy = eef[:2] - env.sim.data.body_xpos[body][:2]  # the hand from the pan's centre
         below = eef[2] - fp.bottom  # how far the pan's lowest point hangs below the grip
@@ -253,35 +245,33 @@ class HandlePickPlace(PickPlace):
         )
         cruise = max(clutter + below + 0.05 + rng.uniform(0, 0.02), over)
         if strategy == 0:
-            yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
-            yield Waypoint([*entry, cruise], yaw, CLOSE, tol=0.02, speed=speed, label="carry")
+            yield held([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
+            yield held([*entry, cruise], yaw, CLOSE, tol=0.02, speed=speed, label="carry")
         elif strategy == 1:
             high = max(cruise + 0.12, table + 0.34) + rng.uniform(0, 0.03)
             mid = 0.5 * (eef[:2] + entry)
             # straight up first: pulled in towards the base on the way up (as pick_place does)
             # the pan swung about the handle, rolled 23 degrees and stayed so (task 40, init 2)
-            yield Waypoint(
+            yield held(
                 [*eef[:2], high - 0.05], yaw, CLOSE, tol=0.04, speed=speed, label="lift_high"
             )
-            yield Waypoint(
+            yield held(
                 [*_reachable(env, mid), high], yaw, CLOSE, tol=0.05, max_steps=45,
                 speed=0.5, label="apex",
             )  # fmt: skip
-            yield Waypoint(
-                [*entry, high - 0.05], yaw, CLOSE, tol=0.03, speed=speed, label="over_high"
-            )
+            yield held([*entry, high - 0.05], yaw, CLOSE, tol=0.03, speed=speed, label="over_high")
         else:
             line = entry - eef[:2]
             perp = _unit(np.array([-line[1], line[0]]))
             if perp[0] < 0:
                 perp = -perp
             mid = _reachable(env, 0.5 * (eef[:2] + entry) + perp * (0.14 + rng.uniform(0, 0.04)))
-            yield Waypoint([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
-            yield Waypoint(
+            yield held([*eef[:2], cruise], yaw, CLOSE, tol=0.03, speed=speed, label="lift")
+            yield held(
                 [*mid, cruise + 0.04], yaw, CLOSE, tol=0.05, max_steps=45,
                 speed=speed, label="swing",
             )  # fmt: skip
-        yield Waypoint(
+        yield held(
             [*entry, over], yaw, CLOSE, tol=0.012, noise=0.3, speed=speed, label="above_target"
         )
         # look again: the pan swings, turns and tilts a little in the hand on the way
@@ -290,19 +280,19 @@ class HandlePickPlace(PickPlace):
             # slid in diagonally from 6 cm aside, the pan caught the side wall's front edge and
             # turned in the hand (only 4.5 cm to spare either side; task 40, init state 1)
             aligned = eef[:2] + goal_xy + out * ENTRY_OUT - env.sim.data.body_xpos[body][:2]
-            yield Waypoint(
+            yield held(
                 [*aligned, eef[2]], yaw, CLOSE, tol=0.008, speed=0.5, noise=0.2,
                 max_steps=30, label="align",
             )  # fmt: skip
             eef, _ = eef_pose(env)
         end_xy = eef[:2] + goal_xy - env.sim.data.body_xpos[body][:2]
         release = eef[2] + floor + lift - geo.footprint(env, self.obj).bottom
-        yield Waypoint(
+        yield held(
             [*end_xy, release], yaw, CLOSE, tol=0.01, speed=0.5, noise=0.2, max_steps=60,
             label="lower" if out is None else "slide_in",
         )  # fmt: skip
-        yield Waypoint(
+        yield held(
             [*end_xy, release], yaw, OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8,
             label="release",
         )  # fmt: skip
-        yield Waypoint([*end_xy, release + 0.10], yaw, OPEN, tol=0.02, label="retreat")
+        yield held([*end_xy, release + 0.10], yaw, OPEN, tol=0.02, label="retreat")
