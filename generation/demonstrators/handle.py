@@ -68,6 +68,7 @@ class Handle(NamedTuple):
     outer: float  # ... and to its end
     mid: np.ndarray  # the handle box's centre (xyz)
     slope: float  # rise of its centre line per metre outwards (xy)
+    geom: int  # its collision geom
 
 
 def handle(env, obj: str) -> Handle:
@@ -86,7 +87,21 @@ def handle(env, obj: str) -> Handle:
     axis = _unit(axis3[:2])
     along = (geo.geom_corners(sim, [far])[:, :2] - centre) @ axis
     slope = float(axis3[2] / max(np.linalg.norm(axis3[:2]), 1e-6))
-    return Handle(centre, axis, float(along.min()), float(along.max()), mid, slope)
+    return Handle(centre, axis, float(along.min()), float(along.max()), mid, slope, far)
+
+
+def _pan_boxes(env, obj: str, h: Handle) -> np.ndarray:
+    """The pan's own collision geoms but its handle, as :func:`geometry.scene_boxes` gives
+    boxes: taken near the pan, turned across the handle, a finger landed on the flared rim
+    and the other never reached the handle (task 18, init state 19)."""
+    sim = env.sim
+    boxes = []
+    for g in geo.collision_geoms(sim, geo.body_id(env, obj)):
+        if g != h.geom:
+            R = sim.data.geom_xmat[g].reshape(3, 3)
+            centre = sim.data.geom_xpos[g] + R @ sim.model.geom_aabb[g][:3]
+            boxes.append(np.stack([centre, sim.model.geom_aabb[g][3:], *R.T]))
+    return np.asarray(boxes).reshape(-1, 5, 3)
 
 
 def handle_z(h: Handle, xy: np.ndarray) -> float:
@@ -144,6 +159,7 @@ class HandlePickPlace(PickPlace):
         origin = np.array(env.sim.data.body_xpos[body])
         bottom = geo.footprint(env, self.obj).bottom
         boxes = geo.scene_boxes(env, exclude=(self.obj,))
+        here = np.concatenate([boxes, _pan_boxes(env, self.obj, handle(env, self.obj))])
         goal_xy, floor, ceiling, out = self._goal(env)
         lift = _slide_lift(floor, ceiling, geo.footprint(env, self.obj).height)
         best, best_score = None, np.inf
@@ -151,7 +167,7 @@ class HandlePickPlace(PickPlace):
             # probed 5 mm lower than pick_place does (its finger probes stop 1 cm below the grip
             # site; the fingertips reach 2.9 cm): a finger touched the edge of a stove beside
             # the handle (task 40, init state 2)
-            hits = _descent_hits(boxes, point[:2], point[2] - 0.005, yaw)
+            hits = _descent_hits(here, point[:2], point[2] - 0.005, yaw)
             at_goal = goal_xy + point[:2] - origin[:2]
             if out is None:
                 hits += _descent_hits(boxes, at_goal, floor + 0.012 + point[2] - bottom, yaw)
