@@ -166,6 +166,14 @@ def test_switched_off_tasks_can_still_be_built_to_re_measure_them(object_task_3_
     assert switched_off(get_task("libero_object", 0)) is None
 
 
+def test_a_frying_pan_is_taken_by_its_handle():
+    from generation.demonstrators.handle import HandlePickPlace
+
+    for index in (18, 40, 41, 42):  # on the stove, into the shelf, on top of it, under it
+        demo = demonstrator_for(get_task("libero_90", index))
+        assert isinstance(demo, HandlePickPlace) and demo.n_strategies == 3
+
+
 @pytest.mark.slow
 def test_demo_quality_measures_switched_off_tasks_on_request(object_task_3_switched_off):
     from generation.demonstrators.evaluate import evaluate_demonstrators
@@ -272,5 +280,21 @@ def test_cases_that_failed_a_sweep(suite, task, strategy, init_state_index):
     try:
         ep = collect_episode(env, demonstrator_for(env.task), strategy, init_state_index, seed=0)
         assert ep.success
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+def test_frying_pan_slides_into_the_shelf_with_every_strategy():
+    """LIBERO-90 KITCHEN_SCENE9: the pan, held by its handle, slid into the shelf's upper
+    compartment from its open side (``In`` the top region) by each strategy."""
+    from generation.envs.libero_env import LiberoEnv
+
+    env = LiberoEnv(("libero_90", 40))
+    demo = demonstrator_for(env.task)
+    try:
+        for s in range(demo.n_strategies):
+            ep = collect_episode(env, demo, s, init_state_index=0, seed=0)
+            assert ep.success, f"strategy {s}"
     finally:
         env.close()
