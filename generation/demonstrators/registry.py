@@ -52,6 +52,16 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         "open_the_top_drawer_and_put_the_bowl_inside",
     ): "the drawer must be opened first: drawers are not scripted",
     ("libero_goal", "put_the_bowl_on_the_plate"): _measured(25),
+    ("libero_90", "KITCHEN_SCENE10_put_the_chocolate_pudding_in_the_top_drawer"): _measured(
+        8,
+        note="the drawer work succeeds (the two butter tasks of this scene: 30/30 each); "
+        "putting the pudding in fails, not diagnosed",
+    ),
+    ("libero_90", "KITCHEN_SCENE1_open_the_top_drawer_of_the_cabinet_and_put"): _measured(
+        3,
+        note="opening alone scores 30/30 (KITCHEN_SCENE1 open the top drawer); putting the "
+        "bowl into the just-opened drawer fails, not diagnosed",
+    ),
     ("libero_90", "KITCHEN_SCENE10_close_the_top_drawer_of_the_cabinet_and_put"): _measured(
         23, note="the drawer closes every time; direct fails 7 of 10 setting the bowl on top"
     ),
