@@ -47,10 +47,12 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_in_the_middle"): _LOW,
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_on_the_right"): _LOW,
     ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _measured(4),
-    (
-        "libero_goal",
-        "open_the_top_drawer_and_put_the_bowl_inside",
-    ): "the drawer must be opened first: drawers are not scripted",
+    ("libero_goal", "open_the_top_drawer_and_put_the_bowl_inside"): _measured(
+        1, note="the drawer is opened first (an implicit sub-goal); not diagnosed further"
+    ),
+    ("libero_goal", "open_the_middle_drawer_of_the_cabinet"): _measured(
+        25, note="direct and from_side miss on 5 of 20; top drawers open 30/30 (LIBERO-90)"
+    ),
     ("libero_goal", "put_the_bowl_on_the_plate"): _measured(25),
     ("libero_90", "KITCHEN_SCENE10_put_the_chocolate_pudding_in_the_top_drawer"): _measured(
         8,
