@@ -80,11 +80,14 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ),
     ("libero_90", "LIVING_ROOM_SCENE4_pick_up_the_salad_dressing"): _measured(23),
     ("libero_90", "LIVING_ROOM_SCENE4_stack_the_left_bowl_on_the_right_bowl"): _measured(
-        20, note="23/30 with the demonstrators of 2026-11-25"
+        21, note="20/30 before the reach limit, 23/30 with the demonstrators of 2026-11-25"
     ),
     ("libero_90", "LIVING_ROOM_SCENE5_put_the_red_mug_on_the_left_plate"): _measured(26),
     ("libero_10", "LIVING_ROOM_SCENE2_put_both_the_cream_cheese_box_and_the_butter"): _measured(
         26, note="direct fails on 4 init states, as with the demonstrators of 2026-11-25"
+    ),
+    ("libero_10", "KITCHEN_SCENE4_put_the_black_bowl_in_the_bottom_drawer_of_the_cabinet"): (
+        _measured(26, note="bowl in, then the drawer closed: not diagnosed")
     ),
     ("libero_10", "KITCHEN_SCENE8_put_both_moka_pots_on_the_stove"): _measured(
         0, note="also 0 with the demonstrators of 2026-11-25 on the stove pinned since"
