@@ -10,8 +10,10 @@ the reason, so ``has_demonstrator`` only says yes where a demonstrator actually 
 from __future__ import annotations
 
 import functools
+import re
 
 from generation.demonstrators.articulated import StoveKnob
+from generation.demonstrators.book import BOOK_NAMES, BookPickPlace
 from generation.demonstrators.collect import Demonstrator
 from generation.demonstrators.pick_place import PickPlace
 from generation.demonstrators.sequence import Sequence, dependency_order
@@ -125,6 +127,8 @@ def _build(task: TaskSpec) -> Demonstrator | None:
 
 def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:
     if pred[0] in PICK_PLACE and len(pred) == 3 and pred[1] in movable:
+        if re.search(BOOK_NAMES, pred[1]):
+            return BookPickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
         return PickPlace(task, obj=pred[1], target=pred[2], relation=pred[0])
     if pred[0] in ("turnon", "turnoff") and "stove" in pred[1]:
         return StoveKnob(task, fixture=pred[1], turn_on=pred[0] == "turnon")
