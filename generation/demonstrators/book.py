@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from generation.demonstrators import geometry as geo
-from generation.demonstrators.controller import Waypoint
+from generation.demonstrators.collect import eef_pose
+from generation.demonstrators.controller import CLOSE, Waypoint
 from generation.demonstrators.geometry import YAW_WINDOW_LOW
 from generation.demonstrators.pick_place import PickPlace
 
@@ -74,17 +75,24 @@ class BookPickPlace(PickPlace):
         # black book): the centre keeps that far inside the region
         origin = np.array(env.sim.data.body_xpos[geo.body_id(env, self.obj)][:2])
         reach = np.maximum(half[:2] - np.linalg.norm(origin - fp.center) - 0.005, 0.0)
+        grid = np.stack(
+            np.meshgrid(*(np.linspace(-r, r, 1 + 2 * int(r / 0.004)) for r in reach)), -1
+        ).reshape(-1, 2)
         best, best_score = (center[:2], 0.0), -np.inf
         for angle in np.arange(0.0, np.pi, np.pi / 12):
             c, s_ = np.cos(angle), np.sin(angle)
             flat = rim @ np.array([[c, s_], [-s_, c]])
-            for dx in np.linspace(-reach[0], reach[0], 7):
-                for dy in np.linspace(-reach[1], reach[1], 7):
-                    xy = center[:2] + [dx, dy]
-                    pts = np.array([[*(xy + p), z] for p in flat for z in heights])
-                    score = _clearance(boxes, pts) - 0.05 * np.hypot(dx, dy)
-                    if score > best_score:
-                        best, best_score = (xy, angle), score
+            pts = np.concatenate(
+                [
+                    np.repeat(center[None, None, :2] + grid[:, None] + flat[None], 4, axis=1),
+                    np.tile(heights, len(flat))[None, :, None].repeat(len(grid), 0),
+                ],
+                axis=-1,
+            )  # (offsets, probes, 3)
+            score = _clearance(boxes, pts) - 0.05 * np.linalg.norm(grid, axis=1)
+            k = int(np.argmax(score))
+            if score[k] > best_score:
+                best, best_score = (center[:2] + grid[k], float(angle)), score[k]
         return best
 
     def target_point(self, env) -> tuple[np.ndarray, float]:
@@ -102,6 +110,11 @@ class BookPickPlace(PickPlace):
             new = (new - YAW_WINDOW_LOW) % np.pi + YAW_WINDOW_LOW
         return float(new)
 
+    def _hand_xy(self, env) -> np.ndarray:
+        """Hand xy that puts the held book's centre over the placement."""
+        hold = eef_pose(env)[0][:2] - geo.footprint(env, self.obj).center
+        return self._place[0] + hold
+
     def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
         self._place = self._placement(env)
         carry = yaw
@@ -110,15 +123,33 @@ class BookPickPlace(PickPlace):
         for wp in super()._transport(env, strategy, yaw, rng, table):
             if wp.label != "lift":  # turn once clear of the table
                 wp.yaw = carry
+            if wp.label == "lower" and self._place is not None:
+                # over the spot first, then straight down, both aimed from where the book
+                # hangs in the hand now (PickPlace aims from where the hand should be, and
+                # "above_target" lets it be 1.2 cm off: the book then lands on a wall)
+                yield Waypoint(
+                    [*self._hand_xy(env), eef_pose(env)[0][2]],
+                    carry,
+                    CLOSE,
+                    tol=0.004,
+                    speed=0.4,
+                    noise=0.2,
+                    min_steps=8,  # come to rest: moving on, the hand drifts on by ~1 cm
+                    max_steps=30,
+                    label="align",
+                )
+                wp.pos[:2] = self._hand_xy(env)
+                wp.speed = 0.4
             yield wp
 
 
-def _clearance(boxes: np.ndarray, pts: np.ndarray) -> float:
-    """Least distance from the (k, 3) ``pts`` to the oriented ``boxes`` (negative inside)."""
+def _clearance(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Per row of the (g, k, 3) ``pts``: the least distance of its points to the oriented
+    ``boxes`` (negative inside one)."""
     if len(boxes) == 0:
-        return 1.0
-    rel = pts[:, None, :] - boxes[None, :, 0]
-    local = np.abs(np.einsum("knj,nij->kni", rel, boxes[:, 2:])) - boxes[None, :, 1]
+        return np.ones(len(pts))
+    rel = pts[:, :, None, :] - boxes[None, None, :, 0]
+    local = np.abs(np.einsum("gknj,nij->gkni", rel, boxes[:, 2:])) - boxes[None, None, :, 1]
     outside = np.linalg.norm(np.maximum(local, 0.0), axis=-1)
     inside = np.minimum(local.max(-1), 0.0)
-    return float((outside + inside).min())
+    return (outside + inside).min(axis=(1, 2))
