@@ -39,13 +39,9 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         "23/30 over init states 0-9 with every strategy (2026-11-26, benchmarks/results/"
         "demo_quality): not reliably at 90%"
     ),
-    # books: thin and upright, not re-measured since (1/30 for STUDY_SCENE1 front, 2026-11-26)
-    ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_front"): _LOW,
-    ("libero_90", "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_right"): _LOW,
-    ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_front"): _LOW,
-    ("libero_90", "STUDY_SCENE2_pick_up_the_book_and_place_it_in_the_right"): _LOW,
-    ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_front"): _LOW,
-    ("libero_90", "STUDY_SCENE3_pick_up_the_book_and_place_it_in_the_right"): _LOW,
+    # books into the caddy (BookPickPlace, 2026-11-26, dlr demo-quality, init states 0-9 x 3
+    # strategies): STUDY_SCENE1 front 30/30, right 30/30; STUDY_SCENE2 front 30/30, right
+    # 30/30; STUDY_SCENE3 front 29/30, right 30/30. On the shelf: not yet measured with it
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_in_the_middle"): _LOW,
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_on_the_right"): _LOW,
     ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _measured(4),
