@@ -12,19 +12,34 @@ region's centre, up to 6 cm higher) before letting go.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
 from generation.demonstrators import geometry as geo
 from generation.demonstrators.collect import eef_pose
-from generation.demonstrators.controller import CLOSE, Waypoint
+from generation.demonstrators.controller import CLOSE, OPEN, Waypoint
 from generation.demonstrators.geometry import YAW_WINDOW_LOW
-from generation.demonstrators.pick_place import PickPlace
+from generation.demonstrators.pick_place import Grasp, PickPlace, _base_xy
 
 BOOK_NAMES = r"book"
 # the carry yaw may leave geometry's yaw window by this much rather than turn the hand (and
 # the book) by another half turn
 SLACK_LOW, SLACK_HIGH = 0.2, 0.4
+# into a shelf: the hand takes the book END_GRASP from its end, the grip site SHALLOW below its
+# top (fingertips 2.4 cm down), so the hand (from 2.4 cm above the grip site) clears the board
+# the book passes under; it stops with the fingers (1.4 cm thick) FINGER_HALF before the
+# board's edge; the book's top passes ROOF_GAP under the board, its bottom FLOOR_GAP over the
+# floor at least
+END_GRASP, SHALLOW, FINGER_HALF, ROOF_GAP, FLOOR_GAP = 0.015, 0.011, 0.017, 0.005, 0.004
+
+
+class Shelf(NamedTuple):
+    d: np.ndarray  # horizontal unit direction into the region, from its open side
+    roof_bottom: float
+    roof_top: float
+    edge: float  # the board's front edge, as a coordinate along d
+    yaw: float  # hand yaw with the fingers across d (the hand is thin along d)
 
 
 def _wrap_half_turn(a: float) -> float:
@@ -37,6 +52,7 @@ class BookPickPlace(PickPlace):
     transit to the pose in the goal region with the most room and set down on its floor."""
 
     _place: tuple[np.ndarray, float] | None = None
+    _shelf_cache: tuple[int, Shelf | None] | None = None
 
     def _region(self, env) -> tuple[np.ndarray, np.ndarray] | None:
         """Centre and half sizes (world axes) of the goal region, None for an object."""
@@ -96,11 +112,70 @@ class BookPickPlace(PickPlace):
         return best
 
     def target_point(self, env) -> tuple[np.ndarray, float]:
+        shelf = self._shelf(env)
+        if shelf is not None:  # the book's centre when the hand is in front of the shelf
+            front, _, z = self._insertion(env, shelf)
+            fp = geo.footprint(env, self.obj)
+            return front + shelf.d * (0.5 * fp.length - END_GRASP), z - 0.1
         region = self._region(env)
         if region is None or self._place is None:
             return super().target_point(env)
         center, half = region
         return self._place[0], float(center[2] - half[2])  # the floor, not the centre
+
+    def _shelf(self, env) -> Shelf | None:
+        """The goal region's roof and open side, if a board covers it (a shelf's compartment):
+        the hand cannot come down into it then, the book goes in from the side."""
+        if self._shelf_cache is not None and self._shelf_cache[0] == id(env.sim):
+            return self._shelf_cache[1]
+        region = self._region(env)
+        shelf = None
+        if region is not None:
+            center, half = region
+            floor = center[2] - half[2]
+            boxes = geo.scene_boxes(env, exclude=(self.obj,))
+            lo = boxes[:, 0] - _extent(boxes)
+            hi = boxes[:, 0] + _extent(boxes)
+            over = (
+                np.all(lo[:, :2] < center[:2] + half[:2], 1)
+                & np.all(hi[:, :2] > center[:2] - half[:2], 1)
+                & (lo[:, 2] > floor + 0.05)
+            )
+            if over.any():
+                roof = int(np.argmin(np.where(over, lo[:, 2], np.inf)))
+                base = _base_xy(env) - center[:2]
+                sides = []
+                for d in ([1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]):
+                    d = np.array(d)  # into the region, from the side at -d
+                    along = float(np.abs(d) @ half[:2]) + 0.005
+                    across = np.array([-d[1], d[0]]) * (float(np.abs(d[::-1]) @ half[:2]))
+                    probes = [
+                        [*(center[:2] - d * along + across * t), floor + h]
+                        for t in np.linspace(-0.8, 0.8, 5)
+                        for h in (0.03, 0.06)
+                    ]
+                    if not geo.blocked(boxes, np.array(probes), margin=0.0).any():
+                        sides.append((-float(d @ base), d))
+                if sides:
+                    d = min(sides, key=lambda x: x[0])[1]
+                    edge = float(min(lo[roof, :2] @ d, hi[roof, :2] @ d))
+                    yaw = geo.yaw_for_finger_axis(np.array([-d[1], d[0]]))
+                    shelf = Shelf(d, float(lo[roof, 2]), float(hi[roof, 2]), edge, yaw)
+        self._shelf_cache = (id(env.sim), shelf)
+        return shelf
+
+    def grasp(self, env, strategy: int, rng: np.random.Generator) -> Grasp:
+        grasp = super().grasp(env, strategy, rng)
+        shelf = self._shelf(env)
+        if shelf is None:
+            return grasp
+        # into a shelf: by the end that stays outside, the rest of the book ahead of the hand,
+        # and shallow, so that the hand passes over the board while the book passes under it
+        fp = geo.footprint(env, self.obj)
+        heading = grasp.yaw + np.arctan2(shelf.d[1], shelf.d[0]) - shelf.yaw
+        ahead = np.array([np.cos(heading), np.sin(heading)])
+        xy = fp.center - ahead * (0.5 * fp.length - END_GRASP)
+        return grasp._replace(point=np.array([*xy, fp.top - SHALLOW]))
 
     def _carry_yaw(self, yaw: float, book_axis: np.ndarray, angle: float) -> float:
         """Hand yaw that turns the held book's long side (``book_axis`` now) to ``angle``."""
@@ -116,13 +191,19 @@ class BookPickPlace(PickPlace):
         return self._place[0] + hold
 
     def _transport(self, env, strategy, yaw, rng, table) -> Iterator[Waypoint]:
-        self._place = self._placement(env)
+        shelf = self._shelf(env)
+        self._place = None if shelf is not None else self._placement(env)
         carry = yaw
-        if self._place is not None:
+        if shelf is not None:
+            carry = shelf.yaw
+        elif self._place is not None:
             carry = self._carry_yaw(yaw, geo.footprint(env, self.obj).axis_long, self._place[1])
         for wp in super()._transport(env, strategy, yaw, rng, table):
             if wp.label != "lift":  # turn once clear of the table
                 wp.yaw = carry
+            if wp.label == "lower" and shelf is not None:
+                yield from self._insert(env, shelf, rng)
+                return
             if wp.label == "lower" and self._place is not None:
                 # over the spot first, then straight down, both aimed from where the book
                 # hangs in the hand now (PickPlace aims from where the hand should be, and
@@ -141,6 +222,44 @@ class BookPickPlace(PickPlace):
                 wp.pos[:2] = self._hand_xy(env)
                 wp.speed = 0.4
             yield wp
+
+    def _insertion(self, env, shelf: Shelf) -> tuple[np.ndarray, np.ndarray, float]:
+        """Hand xy in front of the shelf and in it, and the grip height to go in at: the book's
+        top ROOF_GAP under the board (its bottom then 0.8 cm over the floor for the yellow
+        book; the black one, 1.5 cm taller, rubs the board)."""
+        center, half = self._region(env)
+        floor = center[2] - half[2]
+        eef = eef_pose(env)[0]
+        fp = geo.footprint(env, self.obj)
+        z = shelf.roof_bottom - ROOF_GAP - (fp.top - eef[2])
+        z = max(z, floor + FLOOR_GAP + (eef[2] - fp.bottom))
+        d = shelf.d
+        deep = center[:2] - d * (d @ center[:2]) + d * (shelf.edge - FINGER_HALF)
+        return deep - d * 0.12, deep, z
+
+    def _insert(self, env, shelf: Shelf, rng) -> Iterator[Waypoint]:
+        """From in front of the shelf, at the height where the book passes under the board
+        and the hand over it, straight in until the fingers reach the board's edge."""
+        front, deep, z = self._insertion(env, shelf)
+        d = shelf.d
+        across = np.array([-d[1], d[0]]) * rng.uniform(-0.02, 0.02)
+        front, deep = front + across, deep + across
+        eef = eef_pose(env)[0]
+        y = shelf.yaw
+        yield Waypoint([*front, eef[2]], y, CLOSE, tol=0.01, speed=0.7, label="front")
+        yield Waypoint([*front, z], y, CLOSE, tol=0.004, speed=0.5, noise=0.2, label="down")
+        yield Waypoint(
+            [*deep, z], y, CLOSE, tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert"
+        )
+        yield Waypoint(
+            [*deep, z], y, OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8, label="release"
+        )
+        yield Waypoint([*(deep - d * 0.1), z + 0.02], y, OPEN, tol=0.02, label="retreat")
+
+
+def _extent(boxes: np.ndarray) -> np.ndarray:
+    """World-axis half extents of the oriented ``boxes``."""
+    return np.einsum("nij,ni->nj", np.abs(boxes[:, 2:]), boxes[:, 1])
 
 
 def _clearance(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:
