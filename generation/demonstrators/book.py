@@ -12,6 +12,7 @@ region's centre, up to 6 cm higher) before letting go.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -239,22 +240,27 @@ class BookPickPlace(PickPlace):
 
     def _insert(self, env, shelf: Shelf, rng) -> Iterator[Waypoint]:
         """From in front of the shelf, at the height where the book passes under the board
-        and the hand over it, straight in until the fingers reach the board's edge."""
-        front, deep, z = self._insertion(env, shelf)
+        and the hand over it, straight in until the fingers reach the board's edge. Held by
+        its end, the book may have pivoted a few degrees in the fingers on the way: the hand
+        leans to stand it upright again first (STUDY_SCENE4 right book, high_arc: tilted 6-7
+        degrees, its far end caught the lower board)."""
         d = shelf.d
         across = np.array([-d[1], d[0]]) * rng.uniform(-0.02, 0.02)
-        front, deep = front + across, deep + across
-        eef = eef_pose(env)[0]
-        y = shelf.yaw
-        yield Waypoint([*front, eef[2]], y, CLOSE, tol=0.01, speed=0.7, label="front")
-        yield Waypoint([*front, z], y, CLOSE, tol=0.004, speed=0.5, noise=0.2, label="down")
-        yield Waypoint(
-            [*deep, z], y, CLOSE, tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert"
+        front = self._insertion(env, shelf)[0] + across
+        up = np.array(env.sim.data.body_xmat[geo.body_id(env, self.obj)]).reshape(3, 3)[:, 2]
+        axis = np.cross(up, [0.0, 0.0, 1.0])
+        angle = float(np.arccos(np.clip(up[2], -1.0, 1.0)))
+        tilt = axis / np.linalg.norm(axis) * angle if angle > 0.01 else np.zeros(3)
+        level = partial(Waypoint, yaw=shelf.yaw, grip=CLOSE, tilt=tilt)
+        yield level([*front, eef_pose(env)[0][2]], tol=0.01, speed=0.7, label="front")
+        _, deep, z = self._insertion(env, shelf)  # with the book upright again
+        deep = deep + across
+        yield level([*front, z], tol=0.004, speed=0.5, noise=0.2, label="down")
+        yield level([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
+        yield level(
+            [*deep, z], grip=OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8, label="release"
         )
-        yield Waypoint(
-            [*deep, z], y, OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8, label="release"
-        )
-        yield Waypoint([*(deep - d * 0.1), z + 0.02], y, OPEN, tol=0.02, label="retreat")
+        yield level([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
 
 
 def _extent(boxes: np.ndarray) -> np.ndarray:
