@@ -39,12 +39,8 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ),
     # books (BookPickPlace, 2026-11-26, dlr demo-quality, init states 0-9 x 3 strategies): into
     # the caddy STUDY_SCENE1 front 30/30, right 30/30; STUDY_SCENE2 30/30, 30/30; STUDY_SCENE3
-    # 29/30, 30/30; STUDY_SCENE4 right (yellow) book onto the shelf's lower board 29/30
-    ("libero_90", "STUDY_SCENE4_pick_up_the_book_in_the_middle"): _measured(
-        0,
-        note="the black book is 13.7 cm tall, the shelf's compartment 13.5 cm: carried in "
-        "upright it catches the boards",
-    ),
+    # 29/30, 30/30; onto the shelf's lower board STUDY_SCENE4 middle (black) book 29/30, right
+    # (yellow) book 29/30
     ("libero_90", "STUDY_SCENE4_pick_up_the_book_on_the_right_and_place_it_under"): _measured(
         0,
         note="under the lower board there are 6.9 cm, the book stands 12.2 cm tall: it would "
