@@ -1,12 +1,20 @@
-"""Books into a caddy's compartment or onto a shelf (LIBERO-90 STUDY_SCENE1-4).
+"""Books into a caddy's compartment or onto a shelf (LIBERO-90 STUDY_SCENE1-4, LIBERO-10).
 
 A book stands upright on its bottom edge: 13.5 cm tall, 11 cm long, 2.9 cm thick (the black
 one; the yellow ones 12.2 x 9.8 x 2.4 cm). :class:`PickPlace` pinches it across its thickness
 near the top, which holds, but carries it at its grasp yaw: a book lying diagonally then does
 not fit the caddy's 5.7 cm wide front compartment and sits on its walls, and falls out on
-release (STUDY_SCENE1 front: 1/30). Here the hand turns the book on the way so that its long
-side runs along the compartment's, and lowers it to the region's floor (the site is the
-region's centre, up to 6 cm higher) before letting go.
+release (STUDY_SCENE1 front: 1/30). Here the hand turns the book on the way to the pose in
+the goal region with the most room around it, comes to rest over that spot and lowers the
+book to the region's floor (the site is the region's centre, up to 6 cm higher) before
+letting go (STUDY_SCENE1 front and right: 30/30 each).
+
+A shelf's compartment has a board over it: the hand cannot come down into it. The book is
+taken by the end that stays outside, shallow, and carried in from the open side at the height
+where the book passes under the board and the hand over it (STUDY_SCENE4, 13.5 cm between
+the boards). The goal, LIBERO's ``In``, only asks for the book's origin (on its bottom face)
+inside the region's box, so it holds once the book is 2-4 cm in, while still in the hand;
+the episode ends there.
 """
 
 from __future__ import annotations
@@ -37,15 +45,16 @@ END_GRASP, SHALLOW, FINGER_HALF, ROOF_GAP, FLOOR_GAP = 0.015, 0.011, 0.017, 0.00
 
 
 # a book too tall for the shelf goes in rolled by ROLL (rad) about its long side (the black
-# book: 13.7 cm upright, 12.4 cm rolled, in 13.5 cm), taken END_GRASP_TALL from its end, and
-# the hand stays HAND_HALF before the board's edge; hand yaws it may take for it
+# book: 13.5 cm upright, 12.2 cm rolled, between boards 13.5 cm apart: 0/30 upright, 29/30
+# rolled), taken END_GRASP_TALL from its end, and the hand (3.5 cm either side of the grip
+# site across its fingers) stays HAND_HALF before the board's edge; hand yaws it may take
+# for it (the last joint turns by about minus the yaw and stops at +-2.9 rad)
 ROLL, END_GRASP_TALL, HAND_HALF, YAW_SAFE = 0.7, 0.01, 0.042, (-0.9, 2.75)
 
 
 class Shelf(NamedTuple):
     d: np.ndarray  # horizontal unit direction into the region, from its open side
     roof_bottom: float
-    roof_top: float
     edge: float  # the board's front edge, as a coordinate along d
     yaw: float  # hand yaw with the fingers across d (the hand is thin along d)
 
@@ -62,7 +71,8 @@ def _wrap_half_turn(a: float) -> float:
 
 class BookPickPlace(PickPlace):
     """:class:`PickPlace` for an upright book: the same grasps and paths, the book turned in
-    transit to the pose in the goal region with the most room and set down on its floor."""
+    transit to the pose in the goal region with the most room and set down on its floor, or,
+    into a shelf, taken by its end and carried in from the open side."""
 
     _place: tuple[np.ndarray, float] | None = None
     _shelf_cache: tuple[int, Shelf | None] | None = None
@@ -151,9 +161,11 @@ class BookPickPlace(PickPlace):
             boxes = geo.scene_boxes(env, exclude=(self.obj,))
             lo = boxes[:, 0] - _extent(boxes)
             hi = boxes[:, 0] + _extent(boxes)
+            # over the region's centre: a caddy's wall stepped higher at one end is no roof
+            # (it took STUDY_SCENE1 left from 30/30 to 5/30 as one)
             over = (
-                np.all(lo[:, :2] < center[:2] + half[:2], 1)
-                & np.all(hi[:, :2] > center[:2] - half[:2], 1)
+                np.all(lo[:, :2] < center[:2], 1)
+                & np.all(hi[:, :2] > center[:2], 1)
                 & (lo[:, 2] > floor + 0.05)
             )
             if over.any():
@@ -175,7 +187,7 @@ class BookPickPlace(PickPlace):
                     d = min(sides, key=lambda x: x[0])[1]
                     edge = float(min(lo[roof, :2] @ d, hi[roof, :2] @ d))
                     yaw = geo.yaw_for_finger_axis(np.array([-d[1], d[0]]))
-                    shelf = Shelf(d, float(lo[roof, 2]), float(hi[roof, 2]), edge, yaw)
+                    shelf = Shelf(d, float(lo[roof, 2]), edge, yaw)
         self._shelf_cache = (id(env.sim), shelf)
         return shelf
 
@@ -191,11 +203,12 @@ class BookPickPlace(PickPlace):
         self._roll, self._carry = 0.0, shelf.yaw
         heading = grasp.yaw + d_heading - shelf.yaw
         end = END_GRASP
-        floor = self._region(env)[0][2] - self._region(env)[1][2]
-        if fp.height > shelf.roof_bottom - floor - 2 * ROOF_GAP:
+        center, half = self._region(env)
+        if fp.height > shelf.roof_bottom - (center[2] - half[2]) - 2 * ROOF_GAP:
             # too tall to go in upright: rolled about its long side, and then the hand (whose
             # palm end drops) must stay off the board: taken by the end farther from the
-            # origin (what the goal checks), which then gets in 5 cm ahead of the hand
+            # origin (what the goal checks), which then gets in 5.7 cm ahead of the grip site;
+            # if no yaws are safe for that, it goes in upright like a shorter book
             origin = np.array(env.sim.data.body_xpos[geo.body_id(env, self.obj)][:2])
             ahead = fp.axis_long * np.sign((origin - fp.center) @ fp.axis_long)
             h = float(np.arctan2(ahead[1], ahead[0]))
@@ -204,7 +217,7 @@ class BookPickPlace(PickPlace):
             for g in (grasp.yaw - np.pi, grasp.yaw, grasp.yaw + np.pi):
                 f = g + turn
                 if YAW_SAFE[0] <= g <= YAW_SAFE[1] and YAW_SAFE[0] <= f <= YAW_SAFE[1]:
-                    cost = abs(turn) + abs(f - shelf.yaw)
+                    cost = abs(f - shelf.yaw)  # the same turn: the yaw nearer mid-range
                     if best is None or cost < best[0]:
                         best = (cost, g, f)
             if best is not None:
@@ -263,8 +276,8 @@ class BookPickPlace(PickPlace):
 
     def _insertion(self, env, shelf: Shelf) -> tuple[np.ndarray, np.ndarray, float]:
         """Hand xy in front of the shelf and in it, and the grip height to go in at: the book's
-        top ROOF_GAP under the board (its bottom then 0.8 cm over the floor for the yellow
-        book; the black one, 1.5 cm taller, rubs the board)."""
+        top ROOF_GAP under the board (the yellow book's bottom is then 0.8 cm over the lower
+        one)."""
         center, half = self._region(env)
         floor = center[2] - half[2]
         eef = eef_pose(env)[0]
