@@ -52,6 +52,11 @@ END_GRASP, SHALLOW, FINGER_HALF, ROOF_GAP, FLOOR_GAP = 0.015, 0.011, 0.017, 0.00
 ROLL, END_GRASP_TALL, HAND_HALF, YAW_SAFE = 0.7, 0.01, 0.042, (-0.9, 2.75)
 
 
+# under a low board the book leans back by LEAN (rad) and goes in until its origin is BEYOND
+# the board's edge
+LEAN, BEYOND = 0.6, 0.013
+
+
 class Shelf(NamedTuple):
     d: np.ndarray  # horizontal unit direction into the region, from its open side
     roof_bottom: float
@@ -78,6 +83,7 @@ class BookPickPlace(PickPlace):
     _shelf_cache: tuple[int, Shelf | None] | None = None
     _roll: float = 0.0  # about the book's long side, in a shelf (a tall book)
     _carry: float = 0.0  # hand yaw in a shelf
+    _lean: bool = False  # slid in leaning back, bottom edge first (under a low board)
 
     def _region(self, env) -> tuple[np.ndarray, np.ndarray] | None:
         """Centre and half sizes (world axes) of the goal region, None for an object."""
@@ -107,8 +113,17 @@ class BookPickPlace(PickPlace):
             [
                 np.stack([u * fp.length, np.full(9, 0.5 * fp.width)], 1),
                 np.stack([u * fp.length, np.full(9, -0.5 * fp.width)], 1),
-                np.stack([np.full(3, 0.5 * fp.length), np.linspace(-0.5, 0.5, 3) * fp.width], 1),
-                np.stack([np.full(3, -0.5 * fp.length), np.linspace(-0.5, 0.5, 3) * fp.width], 1),
+                np.stack(
+                    [np.full(3, 0.5 * fp.length), np.linspace(-0.5, 0.5, 3) * fp.width],
+                    1,
+                ),
+                np.stack(
+                    [
+                        np.full(3, -0.5 * fp.length),
+                        np.linspace(-0.5, 0.5, 3) * fp.width,
+                    ],
+                    1,
+                ),
             ]
         )
         heights = floor + np.array([0.02, 0.05, 0.08, 0.11])
@@ -117,7 +132,8 @@ class BookPickPlace(PickPlace):
         origin = np.array(env.sim.data.body_xpos[geo.body_id(env, self.obj)][:2])
         reach = np.maximum(half[:2] - np.linalg.norm(origin - fp.center) - 0.005, 0.0)
         grid = np.stack(
-            np.meshgrid(*(np.linspace(-r, r, 1 + 2 * int(r / 0.004)) for r in reach)), -1
+            np.meshgrid(*(np.linspace(-r, r, 1 + 2 * int(r / 0.004)) for r in reach)),
+            -1,
         ).reshape(-1, 2)
         best, best_score = (center[:2], 0.0), -np.inf
         for angle in np.arange(0.0, np.pi, np.pi / 12):
@@ -204,6 +220,18 @@ class BookPickPlace(PickPlace):
         heading = grasp.yaw + d_heading - shelf.yaw
         end = END_GRASP
         center, half = self._region(env)
+        floor = max(center[2] - half[2], geo.table_height(env))
+        self._lean = fp.height * np.cos(ROLL) + fp.width * np.sin(ROLL) > (
+            shelf.roof_bottom - floor - 2 * ROOF_GAP
+        )
+        if self._lean:
+            # too tall even rolled (under a shelf's lower board: 7.1 cm): slid in leaning back,
+            # its long side along the board's edge, its bottom edge first
+            across = np.array([-shelf.d[1], shelf.d[0]])
+            self._carry = self._carry_yaw(
+                grasp.yaw, fp.axis_long, float(np.arctan2(across[1], across[0]))
+            )
+            return grasp
         if fp.height > shelf.roof_bottom - (center[2] - half[2]) - 2 * ROOF_GAP:
             # too tall to go in upright: rolled about its long side, and then the hand (whose
             # palm end drops) must stay off the board: taken by the end farther from the
@@ -253,7 +281,7 @@ class BookPickPlace(PickPlace):
             if wp.label != "lift":  # turn once clear of the table
                 wp.yaw = carry
             if wp.label == "lower" and shelf is not None:
-                yield from self._insert(env, shelf, rng)
+                yield from (self._slide_under if self._lean else self._insert)(env, shelf, rng)
                 return
             if wp.label == "lower" and self._place is not None:
                 # over the spot first, then straight down, both aimed from where the book
@@ -273,6 +301,46 @@ class BookPickPlace(PickPlace):
                 wp.pos[:2] = self._hand_xy(env)
                 wp.speed = 0.4
             yield wp
+
+    def _slide_under(self, env, shelf: Shelf, rng) -> Iterator[Waypoint]:
+        """Under a board too low for the book even rolled: the book, its covers facing the
+        open side, leans back by LEAN (its top towards the hand) and goes in bottom edge
+        first, just over the floor, until its origin is BEYOND the board's edge."""
+        center, half = self._region(env)
+        d = shelf.d
+        d3 = np.array([*d, 0.0])
+        lean_axis = np.cross([0.0, 0.0, 1.0], -d3)
+        body = geo.body_id(env, self.obj)
+        up = np.array(env.sim.data.body_xmat[body]).reshape(3, 3)[:, 2]
+        axis = np.cross(up, [0.0, 0.0, 1.0])
+        angle = float(np.arccos(np.clip(up[2], -1.0, 1.0)))
+        level = axis / np.linalg.norm(axis) * angle if angle > 0.01 else np.zeros(3)
+        tilt = (Rotation.from_rotvec(LEAN * lean_axis) * Rotation.from_rotvec(level)).as_rotvec()
+        leaning = partial(Waypoint, yaw=self._carry, grip=CLOSE, tilt=tilt)
+        lateral = (
+            center[:2] - d * (d @ center[:2]) + np.array([-d[1], d[0]]) * rng.uniform(-0.02, 0.02)
+        )
+        goal = lateral + d * (shelf.edge + BEYOND)  # the origin's xy in the end
+        eef = eef_pose(env)[0]
+        yield leaning([*(goal - d * 0.2), eef[2]], tol=0.01, speed=0.7, label="front")
+        eef = eef_pose(env)[0]
+        fp = geo.footprint(env, self.obj)
+        origin = np.array(env.sim.data.body_xpos[body])
+        floor = max(center[2] - half[2], geo.table_height(env))
+        z = eef[2] - fp.bottom + floor + FLOOR_GAP
+        deep = goal + (eef[:2] - origin[:2])
+        yield leaning([*(deep - d * 0.1), z], tol=0.004, speed=0.5, noise=0.2, label="down")
+        yield leaning([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
+        yield leaning(
+            [*deep, z],
+            grip=OPEN,
+            tol=1.0,
+            noise=0.0,
+            min_steps=8,
+            max_steps=8,
+            label="release",
+        )
+        yield leaning([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
 
     def _insertion(self, env, shelf: Shelf) -> tuple[np.ndarray, np.ndarray, float]:
         """Hand xy in front of the shelf and in it, and the grip height to go in at: the book's
@@ -312,7 +380,13 @@ class BookPickPlace(PickPlace):
         yield level([*front, z], tol=0.004, speed=0.5, noise=0.2, label="down")
         yield level([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
         yield level(
-            [*deep, z], grip=OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8, label="release"
+            [*deep, z],
+            grip=OPEN,
+            tol=1.0,
+            noise=0.0,
+            min_steps=8,
+            max_steps=8,
+            label="release",
         )
         yield level([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
 
