@@ -84,6 +84,11 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_10", "KITCHEN_SCENE4_put_the_black_bowl_in_the_bottom_drawer_of_the_cabinet"): (
         _measured(26, note="bowl in, then the drawer closed: not diagnosed")
     ),
+    ("libero_10", "KITCHEN_SCENE6_put_the_yellow_and_white_mug_in_the_microwave"): _measured(
+        0,
+        note="the mug does not go into the microwave; closing its door alone scores 30/30 "
+        "(LIBERO-90 KITCHEN_SCENE6 close the microwave)",
+    ),
     ("libero_10", "KITCHEN_SCENE8_put_both_moka_pots_on_the_stove"): _measured(
         0, note="also 0 with the demonstrators of 2026-11-25 on the stove pinned since"
     ),
