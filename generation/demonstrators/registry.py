@@ -86,7 +86,7 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ),
     ("libero_10", "KITCHEN_SCENE6_put_the_yellow_and_white_mug_in_the_microwave"): _measured(
         0,
-        note="the mug does not go into the microwave; closing its door alone scores 30/30 "
+        note="putting the mug in fails, not diagnosed; closing its door alone scores 30/30 "
         "(LIBERO-90 KITCHEN_SCENE6 close the microwave)",
     ),
     ("libero_10", "KITCHEN_SCENE8_put_both_moka_pots_on_the_stove"): _measured(
