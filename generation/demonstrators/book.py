@@ -312,10 +312,7 @@ class BookPickPlace(PickPlace):
         d3 = np.array([*d, 0.0])
         lean_axis = np.cross([0.0, 0.0, 1.0], -d3)
         body = geo.body_id(env, self.obj)
-        up = np.array(env.sim.data.body_xmat[body]).reshape(3, 3)[:, 2]
-        axis = np.cross(up, [0.0, 0.0, 1.0])
-        angle = float(np.arccos(np.clip(up[2], -1.0, 1.0)))
-        level = axis / np.linalg.norm(axis) * angle if angle > 0.01 else np.zeros(3)
+        level = self._upright(env)
         tilt = (Rotation.from_rotvec(LEAN * lean_axis) * Rotation.from_rotvec(level)).as_rotvec()
         leaning = partial(Waypoint, yaw=self._carry, grip=CLOSE, tilt=tilt)
         lateral = (
@@ -331,17 +328,7 @@ class BookPickPlace(PickPlace):
         z = eef[2] - fp.bottom + floor + FLOOR_GAP
         deep = goal + (eef[:2] - origin[:2])
         yield leaning([*(deep - d * 0.1), z], tol=0.004, speed=0.5, noise=0.2, label="down")
-        yield leaning([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
-        yield leaning(
-            [*deep, z],
-            grip=OPEN,
-            tol=1.0,
-            noise=0.0,
-            min_steps=8,
-            max_steps=8,
-            label="release",
-        )
-        yield leaning([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
+        yield from self._push_in_and_let_go(leaning, deep, z, d)
 
     def _insertion(self, env, shelf: Shelf) -> tuple[np.ndarray, np.ndarray, float]:
         """Hand xy in front of the shelf and in it, and the grip height to go in at: the book's
@@ -367,10 +354,7 @@ class BookPickPlace(PickPlace):
         d = shelf.d
         across = np.array([-d[1], d[0]]) * rng.uniform(-0.02, 0.02)
         front = self._insertion(env, shelf)[0] + across
-        up = np.array(env.sim.data.body_xmat[geo.body_id(env, self.obj)]).reshape(3, 3)[:, 2]
-        axis = np.cross(up, [0.0, 0.0, 1.0])
-        angle = float(np.arccos(np.clip(up[2], -1.0, 1.0)))
-        tilt = axis / np.linalg.norm(axis) * angle if angle > 0.01 else np.zeros(3)
+        tilt = self._upright(env)
         if self._roll:
             roll = Rotation.from_rotvec(self._roll * np.array([*d, 0.0]))
             tilt = (roll * Rotation.from_rotvec(tilt)).as_rotvec()
@@ -379,17 +363,26 @@ class BookPickPlace(PickPlace):
         _, deep, z = self._insertion(env, shelf)  # with the book upright again
         deep = deep + across
         yield level([*front, z], tol=0.004, speed=0.5, noise=0.2, label="down")
-        yield level([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
-        yield level(
-            [*deep, z],
-            grip=OPEN,
-            tol=1.0,
-            noise=0.0,
-            min_steps=8,
-            max_steps=8,
-            label="release",
+        yield from self._push_in_and_let_go(level, deep, z, d)
+
+    @staticmethod
+    def _push_in_and_let_go(way, deep: np.ndarray, z: float, d: np.ndarray) -> Iterator[Waypoint]:
+        """Slowly in to ``deep`` at height ``z``, let go, back out along ``-d`` and up a little:
+        the end of both ways into a shelf. ``way`` is the partial Waypoint holding the book's
+        carry yaw and tilt."""
+        yield way([*deep, z], tol=0.004, speed=0.3, noise=0.1, max_steps=80, label="insert")
+        yield way(
+            [*deep, z], grip=OPEN, tol=1.0, noise=0.0, min_steps=8, max_steps=8, label="release"
         )
-        yield level([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
+        yield way([*(deep - d * 0.1), z + 0.02], grip=OPEN, tol=0.02, label="retreat")
+
+    def _upright(self, env) -> np.ndarray:
+        """The world rotation vector that stands the held book upright again (its up axis
+        back to vertical); zero below 0.01 rad."""
+        up = np.array(env.sim.data.body_xmat[geo.body_id(env, self.obj)]).reshape(3, 3)[:, 2]
+        axis = np.cross(up, [0.0, 0.0, 1.0])
+        angle = float(np.arccos(np.clip(up[2], -1.0, 1.0)))
+        return axis / np.linalg.norm(axis) * angle if angle > 0.01 else np.zeros(3)
 
 
 def _extent(boxes: np.ndarray) -> np.ndarray:
