@@ -88,6 +88,30 @@ def cmd_demo_quality(args) -> int:
     return 0
 
 
+def cmd_demo_trace(args) -> int:
+    from generation.demonstrators.registry import demonstrator_for
+    from generation.demonstrators.trace import format_trace, frame_grid, trace_episode
+    from generation.envs.libero_env import LiberoEnv
+    from generation.envs.suites import get_task
+
+    task = get_task(args.suite, int(args.task) if args.task.isdigit() else args.task)
+    demo = demonstrator_for(task, include_switched_off=True)
+    names = list(demo.strategy_names)
+    strategy = names.index(args.strategy) if args.strategy in names else int(args.strategy)
+    env = LiberoEnv(task)
+    try:
+        episode, records = trace_episode(env, demo, strategy, args.init_state, seed=args.seed)
+    finally:
+        env.close()
+    print(f"{task.key} {task.name}: strategy {names[strategy]}, init state {args.init_state}")
+    print(format_trace(episode, records))
+    if args.frames:
+        Path(args.frames).parent.mkdir(parents=True, exist_ok=True)
+        frame_grid(episode, records, args.frames)
+        print(f"wrote {args.frames}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- run
 def _parse_overrides(pairs: list[str]) -> dict:
     import yaml
@@ -222,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--out", help="also write the table as CSV")
     s.set_defaults(func=cmd_demo_quality)
+
+    s = sub.add_parser(
+        "demo-trace", help="one scripted episode waypoint by waypoint (why a demonstrator fails)"
+    )
+    s.add_argument("--suite", required=True)
+    s.add_argument("--task", required=True, help="task index or name")
+    s.add_argument("--strategy", default="0", help="strategy index or name")
+    s.add_argument("--init-state", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--frames", help="also save the agentview image after every waypoint (PNG)")
+    s.set_defaults(func=cmd_demo_trace)
 
     s = sub.add_parser("run", help="run a recipe's stages")
     s.add_argument("recipe", help="path to a recipe YAML (see benchmarks/recipes/)")
