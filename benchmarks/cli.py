@@ -97,7 +97,15 @@ def cmd_demo_trace(args) -> int:
     task = get_task(args.suite, int(args.task) if args.task.isdigit() else args.task)
     demo = demonstrator_for(task, include_switched_off=True)
     names = list(demo.strategy_names)
-    strategy = names.index(args.strategy) if args.strategy in names else int(args.strategy)
+    if args.strategy in names:
+        strategy = names.index(args.strategy)
+    elif args.strategy.isdigit() and int(args.strategy) < len(names):
+        strategy = int(args.strategy)
+    else:
+        raise ValueError(
+            f"unknown strategy {args.strategy!r} for {task.key}: use one of {names} "
+            f"or an index 0-{len(names) - 1}"
+        )
     env = LiberoEnv(task)
     try:
         episode, records = trace_episode(env, demo, strategy, args.init_state, seed=args.seed)

@@ -130,7 +130,9 @@ def frame_grid(episode, records: list[WaypointRecord], path, image_size: int = 1
     from generation.data.writer import render_by_replay
     from generation.envs.libero_env import EnvConfig, LiberoEnv
 
-    cfg = EnvConfig(cameras=("agentview",), image_size=image_size, settle_steps=episode.settle_steps)
+    cfg = EnvConfig(
+        cameras=("agentview",), image_size=image_size, settle_steps=episode.settle_steps
+    )
     env = LiberoEnv((episode.suite, episode.task_index), cfg)
     try:
         frames = next(iter(render_by_replay(episode, env).values()))

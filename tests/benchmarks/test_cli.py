@@ -24,6 +24,10 @@ def test_info_lists_tasks_and_demonstrator_coverage(capsys, tmp_path):
         ),
         (["demos", "--suite", "nope", "--out", "x"], "valid suites"),
         (["run", "missing.yaml"], "bundled recipes"),
+        (
+            ["demo-trace", "--suite", "libero_object", "--task", "0", "--strategy", "zigzag"],
+            "use one of ['direct', 'high_arc', 'side_swing']",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error_with_exit_code_2(argv, expected, capsys):

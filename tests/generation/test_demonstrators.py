@@ -174,6 +174,27 @@ def test_a_frying_pan_is_taken_by_its_handle():
         assert isinstance(demo, HandlePickPlace) and demo.n_strategies == 3
 
 
+def test_trace_watches_an_episode_without_changing_it(object_env, object_episodes, tmp_path):
+    from generation.demonstrators.trace import format_trace, frame_grid, trace_episode
+
+    demo = demonstrator_for(object_env.task)
+    plain = object_episodes[0]  # strategy 0, init state 0, seed 0
+    episode, records = trace_episode(object_env, demo, 0, init_state_index=0, seed=0)
+    np.testing.assert_array_equal(episode.actions, plain.actions)  # watched, not steered
+    labels = [r.label for r in records]
+    assert labels[0] == "look" and {"descend", "close", "lower"} <= set(labels)
+    assert records[0].t_start == 0 and records[-1].t_end == len(episode)  # every step covered
+    assert all(a.t_end <= b.t_start for a, b in zip(records, records[1:], strict=False))
+    names = set(records[0].objects)
+    assert names and names <= set(object_env.raw.env.obj_body_id)  # the goal's objects
+    text = format_trace(episode, records)
+    assert "success=True" in text and "descend" in text
+    frame_grid(episode, records[:3], tmp_path / "grid.png", image_size=64, columns=2)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (128, 128)  # 3 tiles: 2 columns, 2 rows
+
+
 @pytest.mark.slow
 def test_demo_quality_measures_switched_off_tasks_on_request(object_task_3_switched_off):
     from generation.demonstrators.evaluate import evaluate_demonstrators
