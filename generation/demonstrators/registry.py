@@ -20,6 +20,7 @@ from generation.demonstrators.book import BOOK_NAMES, BookPickPlace
 from generation.demonstrators.collect import Demonstrator
 from generation.demonstrators.drawer import Drawer
 from generation.demonstrators.handle import HandlePickPlace
+from generation.demonstrators.make_room import MakeRoom
 from generation.demonstrators.pick_place import PickPlace
 from generation.demonstrators.sequence import Sequence, dependency_order
 from generation.envs.suites import TaskSpec, list_tasks
@@ -143,7 +144,20 @@ def _build(task: TaskSpec) -> Demonstrator | None:
     parts = [(goal[i], _build_one(task, goal[i], movable)) for i in dependency_order(goal)]
     if any(demo is None for _, demo in parts):
         return None
-    return Sequence(task, parts)
+    return Sequence(task, _with_room(task, parts))
+
+
+def _with_room(task: TaskSpec, parts: list) -> list:
+    """Before a drawer is opened, what is to go into it is set down out of its way if it lies
+    there (``make_room.py``; the step is skipped when there is room)."""
+    out = []
+    for pred, demo in parts:
+        if pred[0] == "open" and isinstance(demo, Drawer):
+            for other, _ in parts:
+                if other[0] == "in" and other[2] == pred[1]:
+                    out.append((None, MakeRoom(task, obj=other[1], region=pred[1])))
+        out.append((pred, demo))
+    return out
 
 
 def _build_one(task: TaskSpec, pred: list, movable: set) -> Demonstrator | None:

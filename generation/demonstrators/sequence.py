@@ -39,14 +39,20 @@ def dependency_order(goal: list[list[str]]) -> list[int]:
 
 
 class Sequence(Demonstrator):
-    def __init__(self, task, parts: list[tuple[list[str], Demonstrator]], **kw):
+    """``parts``: (goal predicate, demonstrator) pairs, run in order. A part whose predicate is
+    None is a preparation step (``make_room.MakeRoom``) that says itself, through its
+    ``achieved(env)``, whether there is anything to do. Strategy names: the first goal part's."""
+
+    def __init__(self, task, parts: list[tuple[list[str] | None, Demonstrator]], **kw):
         super().__init__(task, **kw)
         self.parts = parts
         n = min(p.n_strategies for _, p in parts)
-        self.strategy_names = tuple(parts[0][1].strategy_names[:n])
+        named = next((p for pred, p in parts if pred is not None), parts[0][1])
+        self.strategy_names = tuple(named.strategy_names[:n])
 
     def plan(self, env, strategy: int, rng: np.random.Generator) -> Iterator[Waypoint]:
         for pred, part in self.parts:
-            if env.raw.env._eval_predicate(pred):
+            done = part.achieved(env) if pred is None else env.raw.env._eval_predicate(pred)
+            if done:
                 continue
             yield from part.plan(env, strategy, rng)

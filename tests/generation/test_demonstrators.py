@@ -17,6 +17,7 @@ from generation.demonstrators.separation import (
     separation_ratio,
     strategy_separation,
 )
+from generation.demonstrators.make_room import MakeRoom
 from generation.demonstrators.sequence import dependency_order
 from generation.envs.suites import get_task
 
@@ -124,9 +125,52 @@ def test_putting_something_into_a_closed_drawer_opens_it_first():
         include_switched_off=True,
     )
     assert isinstance(demo, Sequence)
-    (first, opener), (second, picker) = demo.parts
+    (room, mover), (first, opener), (second, picker) = demo.parts
+    # first the bowl is set out of the opening drawer's way, if it lies there (make_room.py)
+    assert room is None and isinstance(mover, MakeRoom) and mover.obj == second[1]
     assert first[0] == "open" and isinstance(opener, Drawer) and opener.to_open
     assert second[0] == "in" and isinstance(picker, PickPlace)
+    assert demo.strategy_names == opener.strategy_names  # named after the first goal part
+
+
+def test_drawer_way_overlap():
+    from generation.demonstrators.make_room import _overlaps
+
+    # drawer frame: along x, out y; the open drawer and the hand's room span s in [-0.1, 0.1]
+    # and u in [-0.3, 0.2] (origin: the closed handle)
+    way = (np.zeros(2), np.eye(2), np.array([[-0.1, 0.1], [-0.3, 0.2]]))
+    assert _overlaps(*way, np.array([0.0, 0.25]), 0.054)  # its near rim under the handle
+    assert not _overlaps(*way, np.array([0.0, 0.26]), 0.054)
+    assert _overlaps(*way, np.array([0.15, 0.0]), 0.054)  # beside, under the drawer's side
+    assert not _overlaps(*way, np.array([-0.16, 0.0]), 0.054)
+
+
+def test_a_preparation_step_runs_only_while_it_is_needed():
+    from generation.demonstrators.controller import Waypoint
+    from generation.demonstrators.sequence import Sequence
+
+    class Step:
+        strategy_names = ("a", "b")
+        n_strategies = 2
+
+        def __init__(self, needed):
+            self.needed = needed
+
+        def achieved(self, env):
+            return not self.needed
+
+        def plan(self, env, strategy, rng):
+            yield Waypoint(np.zeros(3), 0.0, label=f"needed={self.needed}")
+
+    class Env:  # a goal predicate that never holds
+        class raw:
+            class env:
+                _eval_predicate = staticmethod(lambda pred: False)
+
+    task = get_task("libero_object", 0)
+    seq = Sequence(task, [(None, Step(False)), (None, Step(True)), (["on", "x", "y"], Step(True))])
+    labels = [wp.label for wp in seq.plan(Env(), 0, np.random.default_rng(0))]
+    assert labels == ["needed=True", "needed=True"]
 
 
 # ---------------------------------------------------------------- registry
