@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from generation.demonstrators import collect_episode, demonstrator_for, has_demonstrator
+from generation.demonstrators.make_room import MakeRoom
 from generation.demonstrators.separation import (
     nn_strategy_accuracy,
     path_distances,
@@ -17,7 +18,6 @@ from generation.demonstrators.separation import (
     separation_ratio,
     strategy_separation,
 )
-from generation.demonstrators.make_room import MakeRoom
 from generation.demonstrators.sequence import dependency_order
 from generation.envs.suites import get_task
 
