@@ -53,10 +53,11 @@ REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm sta
 GRASP_REACH = 0.75
 NEAR_CLEAR = 30  # probe hits (see grasp) below which a boxed-in side within reach is preferred
 # A pick-and-place that starts with fewer than HURRY_BELOW steps left before the horizon (a
-# later part of a Sequence) goes straight to the object. LIBERO-90 LIVING_ROOM_SCENE4, two
-# bowls stacked in the tray within 400 steps: the second bowl's pick started at step 184-234,
-# and 6 of 30 episodes ran out of steps 10-50 short of letting go, 4 of them side_swing (its
-# detour to the side of the bowl took 41-45 steps there), 2 high_arc (its rise, 15 steps).
+# later part of a Sequence) goes straight to the object and, on side_swing, from the swing
+# straight on to the target. LIBERO-90 LIVING_ROOM_SCENE4, two bowls stacked in the tray within
+# 400 steps: the second bowl's pick started at step 167-234 and 6 of 30 episodes ran out of
+# steps before letting it go (4 side_swing, whose detour to the bowl's side took 41-47 steps
+# there, 2 high_arc, whose rise took 15); in a hurry 5 of the 6 finish, in 362-393 steps.
 HURRY_BELOW = 250
 DROPPED = 0.04  # the load hangs this much lower in the hand than at lift-off: it fell out
 
@@ -116,8 +117,9 @@ def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
 # Too near the shoulder the elbow folds shut: with the hand pointing down, the wrist (model of
 # reach_height) came no nearer than ARM_FOLD to the shoulder. LIBERO-90 LIVING_ROOM_SCENE4, the
 # salad dressing 0.25 m in front of the base: the hand stalled 2-4 cm short of the grasp with
-# joint 4 at its limit (-3.07 rad) and the wrist 0.20 m from the shoulder, on every strategy
-# of init states 1 and 6; the time lost ran the episode out of steps.
+# joint 4 at its limit (-3.07 rad) and the wrist 0.20 m from the shoulder (traced: direct,
+# init state 1), and the time lost ran the episode out of steps: every strategy failed on init
+# states 1 and 6, 23/30 in all; leaning so, 30/30.
 ARM_FOLD = 0.205
 
 
@@ -353,8 +355,9 @@ class PickPlace(Demonstrator):
             off = np.array([0.0, -0.12]) if not side.any() else side * 0.12
             side_xy = _reachable(env, grasp[:2] + off)
             side_z = _capped(env, side_xy, above + 0.01, clear)
-            # a near side's detour ends where the elbow folds shut (LIBERO-90
-            # LIVING_ROOM_SCENE4 stacking bowls: 41-45 steps, given up 2-3 cm short)
+            # a near side's detour ends before the elbow folds shut (LIBERO-90
+            # LIVING_ROOM_SCENE4 stacking bowls, init state 5: 45 steps and given up 3 cm
+            # short; 25 steps to the point moved out)
             side_xy = _unfolded(env, side_xy, side_z)
             yield Waypoint(
                 [*side_xy, side_z],
