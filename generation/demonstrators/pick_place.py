@@ -52,9 +52,9 @@ REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm sta
 # the elbow is then straight, at a singularity from which the arm cannot draw the load back in
 GRASP_REACH = 0.75
 NEAR_CLEAR = 30  # probe hits (see grasp) below which a boxed-in side within reach is preferred
-# A pick-and-place that starts with fewer than HURRY_BELOW steps left before the horizon (a
-# later part of a Sequence) goes straight to the object and, on side_swing, from the swing
-# straight on to the target. LIBERO-90 LIVING_ROOM_SCENE4, two bowls stacked in the tray within
+# A later part of a Sequence that starts with fewer than HURRY_BELOW steps left before the
+# horizon goes straight to the object and, on side_swing, from the swing straight on to the
+# target. LIBERO-90 LIVING_ROOM_SCENE4, two bowls stacked in the tray within
 # 400 steps: the second bowl's pick started at step 167-234 and 6 of 30 episodes ran out of
 # steps before letting it go (4 side_swing, whose detour to the bowl's side took 41-47 steps
 # there, 2 high_arc, whose rise took 15); in a hurry 5 of the 6 finish, in 362-393 steps.
@@ -317,9 +317,10 @@ class PickPlace(Demonstrator):
 
     # ------------------------------------------------------------------ the plan
     def plan(self, env, strategy: int, rng: np.random.Generator) -> Iterator[Waypoint]:
+        later = env.t > 0  # not the episode's first plan: a later part of a Sequence
         yield from wait_until_still(env)
         table = geo.table_height(env)
-        self.hurry = env.horizon - env.t < HURRY_BELOW  # a late part of a Sequence
+        self.hurry = later and env.horizon - env.t < HURRY_BELOW
         for _ in range(3):  # a missed grasp or a dropped load: look again and start over
             yaw = yield from self._pick(env, strategy, rng, table)
             if yaw is not None:
