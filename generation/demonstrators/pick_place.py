@@ -51,6 +51,14 @@ REACH = 0.70  # via points stay this close (xy) to the robot's base: the arm sta
 # a rim side farther than this (or than the bowl's near side, if that is farther) is not taken:
 # the elbow is then straight, at a singularity from which the arm cannot draw the load back in
 GRASP_REACH = 0.75
+NEAR_CLEAR = 30  # probe hits (see grasp) below which a boxed-in side within reach is preferred
+# A later part of a Sequence that starts with fewer than HURRY_BELOW steps left before the
+# horizon goes straight to the object and, on side_swing, from the swing straight on to the
+# target. LIBERO-90 LIVING_ROOM_SCENE4, two bowls stacked in the tray within
+# 400 steps: the second bowl's pick started at step 167-234 and 6 of 30 episodes ran out of
+# steps before letting it go (4 side_swing, whose detour to the bowl's side took 41-47 steps
+# there, 2 high_arc, whose rise took 15); in a hurry 5 of the 6 finish, in 362-393 steps.
+HURRY_BELOW = 250
 DROPPED = 0.04  # the load hangs this much lower in the hand than at lift-off: it fell out
 
 
@@ -104,6 +112,57 @@ def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
         return np.zeros(3)
     u = out / dist
     return -angle * np.array([-u[1], u[0], 0.0])  # about z x u: the approach axis leans to +u
+
+
+# Too near the shoulder the elbow folds shut: with the hand pointing down, the wrist (model of
+# reach_height) came no nearer than ARM_FOLD to the shoulder. LIBERO-90 LIVING_ROOM_SCENE4, the
+# salad dressing 0.25 m in front of the base: the hand stalled 2-4 cm short of the grasp with
+# joint 4 at its limit (-3.07 rad) and the wrist 0.20 m from the shoulder (traced: direct,
+# init state 1), and the time lost ran the episode out of steps: every strategy failed on init
+# states 1 and 6, 23/30 in all; leaning so, 30/30.
+ARM_FOLD = 0.205
+
+
+def _wrist_distance(env, point: np.ndarray, angle: float) -> float:
+    """Distance of the wrist from the shoulder for the grip site at ``point``, the hand leaning
+    its fingertips ``angle`` rad towards the base (the wrist away from it)."""
+    shoulder = env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)]
+    out = float(np.linalg.norm(np.asarray(point)[:2] - shoulder[:2]))
+    c, s = np.cos(angle), np.sin(angle)
+    return float(
+        np.hypot(
+            out - WRIST_BACK * c + WRIST_UP * s,
+            point[2] + WRIST_UP * c + WRIST_BACK * s - shoulder[2],
+        )
+    )
+
+
+def fold_lean(env, point: np.ndarray) -> np.ndarray:
+    """The hand's tilt (a world rotation vector) for a grasp at ``point`` so near the shoulder
+    that, pointing down, the elbow would have to fold past its limit: the fingertips lean
+    towards the base, the least (in steps of 0.05 rad, at most MAX_LEAN) that keeps the wrist
+    ARM_FOLD from the shoulder. Zero where the arm reaches pointing down."""
+    angle = 0.0
+    while _wrist_distance(env, point, angle) < ARM_FOLD and angle < MAX_LEAN:
+        angle += 0.05
+    if angle == 0.0:
+        return np.zeros(3)
+    u = _unit(np.asarray(point)[:2] - _base_xy(env))
+    return angle * np.array([-u[1], u[0], 0.0])  # the approach axis leans to -u
+
+
+def _unfolded(env, xy: np.ndarray, z: float) -> np.ndarray:
+    """``xy`` moved out from the shoulder (1 cm at a time) until the hand pointing down at
+    height ``z`` keeps its wrist ARM_FOLD from it. Driven from above the tray of LIBERO-90
+    LIVING_ROOM_SCENE4 to points 0.19-0.34 m from the shoulder, the hand got within 1.5 cm in
+    12-37 steps where this model puts the wrist 0.204-0.306 m out, and not in 60 steps at
+    0.133-0.179 m."""
+    shoulder = env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)][:2]
+    u = _unit(np.asarray(xy, dtype=float) - shoulder)
+    xy = np.asarray(xy, dtype=float)
+    while _wrist_distance(env, [*xy, z], 0.0) < ARM_FOLD:
+        xy = xy + 0.01 * u
+    return xy
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -171,6 +230,7 @@ class PickPlace(Demonstrator):
     def __init__(self, task, obj: str, target: str, relation: str, **kw):
         super().__init__(task, **kw)
         self.obj, self.target, self.relation = obj, target, relation
+        self.hurry = False  # set by plan: few steps left (see HURRY_BELOW)
 
     # ------------------------------------------------------------------ scene queries
     def target_point(self, env) -> tuple[np.ndarray, float]:
@@ -227,6 +287,7 @@ class PickPlace(Demonstrator):
         # hits on the way down, among 24 directions
         first = np.arctan2(prefs[0][1], prefs[0][0]) + rng.normal(0, 0.05)
         best, best_score = None, np.inf
+        within, within_score = None, np.inf  # the same among sides within reach
         for k in range(24):
             a = first + np.pi / 12 * k
             d = np.array([np.cos(a), np.sin(a)])
@@ -240,14 +301,26 @@ class PickPlace(Demonstrator):
             score += 0.1 * min(k, 24 - k)  # ties: nearest the preferred side
             if score < best_score:
                 best, best_score = d, score
+            if score < within_score and np.linalg.norm(xy - base) <= reach:
+                within, within_score = d, score
+        # a side within reach that only grazes its neighbours beats a clear one beyond reach,
+        # where the arm stalls straight (as above): LIBERO-90 KITCHEN_SCENE2, a bowl 0.75 m out
+        # whose near sides touch a plate and a bowl (scores 0.1-21) took the far rim, 0.78 m
+        # out, and the hand never got back in with it (4 of 30 episodes). In a drawer, walls
+        # score every side within reach 71-92 and the far rim works there (LIBERO-Spatial
+        # task 4, 49/50): left alone
+        if within is not None and within_score < NEAR_CLEAR:
+            best = within
         xy = fp.center + best * (radius - 0.012)
         z = geo.top_near(env, self.obj, xy) - RIM_DEPTH
         return Grasp(np.array([*xy, z]), geo.yaw_for_finger_axis(best), best, boxed_in=True)
 
     # ------------------------------------------------------------------ the plan
     def plan(self, env, strategy: int, rng: np.random.Generator) -> Iterator[Waypoint]:
+        later = env.t > 0  # not the episode's first plan: a later part of a Sequence
         yield from wait_until_still(env)
         table = geo.table_height(env)
+        self.hurry = later and env.horizon - env.t < HURRY_BELOW
         for _ in range(3):  # a missed grasp or a dropped load: look again and start over
             yaw = yield from self._pick(env, strategy, rng, table)
             if yaw is not None:
@@ -260,7 +333,9 @@ class PickPlace(Demonstrator):
         return bool(env.raw.env._eval_predicate([self.relation, self.obj, self.target]))
 
     def _pick(self, env, strategy, rng, table):
-        """Waypoints of one grasp; returns the grasp yaw if the object came along, else None."""
+        """Waypoints of one grasp; returns the grasp yaw if the object came along, else None.
+        In a hurry, straight to above the object, without high_arc's rise or side_swing's
+        detour to the side (the strategies still differ in the grasp and the carry)."""
         grasp, yaw, side, boxed_in = self.grasp(env, strategy, rng)
         fp = geo.footprint(env, self.obj)
         body = geo.body_id(env, self.obj)
@@ -268,6 +343,8 @@ class PickPlace(Demonstrator):
         clutter = geo.obstacles_top(env, (self.obj,), near=grasp[None], radius=0.12)
         above = max(fp.top, clutter) + 0.08 + rng.uniform(0, 0.03)
         tilt = np.zeros(3) if boxed_in else lean(_base_xy(env), grasp[:2])
+        if not boxed_in and not tilt.any():  # too near the shoulder: lean the other way
+            tilt = fold_lean(env, grasp)
         clear = max(fp.top, clutter) + 0.03
         if not tilt.any():  # a leaning hand keeps its wrist nearer: reach_height does not apply
             above = _capped(env, grasp[:2], above, clear)
@@ -275,11 +352,16 @@ class PickPlace(Demonstrator):
         # with the lean, 11/12 without)
         leaning = partial(Waypoint, yaw=yaw, tilt=tilt)  # every waypoint at the object
         pos, _ = eef_pose(env)
-        if strategy == 2:  # come in diagonally from the side
+        if strategy == 2 and not self.hurry:  # come in diagonally from the side
             off = np.array([0.0, -0.12]) if not side.any() else side * 0.12
             side_xy = _reachable(env, grasp[:2] + off)
+            side_z = _capped(env, side_xy, above + 0.01, clear)
+            # a near side's detour ends before the elbow folds shut (LIBERO-90
+            # LIVING_ROOM_SCENE4 stacking bowls, init state 5: 45 steps and given up 3 cm
+            # short; 25 steps to the point moved out)
+            side_xy = _unfolded(env, side_xy, side_z)
             yield Waypoint(
-                [*side_xy, _capped(env, side_xy, above + 0.01, clear)],
+                [*side_xy, side_z],
                 yaw,
                 OPEN,
                 tol=0.03,
@@ -288,7 +370,7 @@ class PickPlace(Demonstrator):
             )
             yield leaning([*grasp[:2], above], grip=OPEN, tol=0.015, speed=0.6, label="pre_grasp")
         else:
-            if strategy == 1:
+            if strategy == 1 and not self.hurry:
                 yield Waypoint([*pos[:2], table + 0.33], yaw, OPEN, tol=0.04, label="rise")
             yield leaning([*grasp[:2], above], grip=OPEN, tol=0.02, label="pre_grasp")
         yield leaning(
@@ -398,7 +480,7 @@ class PickPlace(Demonstrator):
                     max_steps=45,
                     label="arrive_side",
                 ),
-            ]
+            ][: 2 if self.hurry else 3]  # in a hurry from the swing on to the target
         route.append(
             way([*end_xy, cap(end_xy, over, need_over)], tol=0.012, noise=0.3, label="above_target")
         )
