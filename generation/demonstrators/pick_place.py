@@ -11,10 +11,12 @@ Three strategies, chosen to leave visibly different end-effector paths:
 Grasps: an object narrower than the open gripper is pinched across its footprint's short side,
 no deeper than ~2.5 cm into tall objects; a wider or hollow one (bowls, mugs) is pinched at its
 rim, fingers radial: on the strategy's side if the hand fits there, the rim is not the low side
-of a tilted bowl, and the arm need not stretch out straight for it; otherwise on the side with
-the most room around the hand (a bowl in a drawer). After closing, a short lift checks the
-object came along; if not, the grasp is retried once from a fresh look at the scene. A bowl
-hangs tilted from its rim, so it is aimed at the target by its foot, looked at again above it.
+of a tilted bowl, and the arm need not stretch out straight for it (a side tucked in by the base
+gives way to the opposite one), by preference a side where the hand also fits at the target;
+otherwise on the side with the most room around the hand (a bowl in a drawer). After closing, a
+short lift checks the object came along; if not, the grasp is retried once from a fresh look at
+the scene. A bowl hangs tilted from its rim, so it is aimed at the target by its foot, looked at
+again above it.
 """
 
 from __future__ import annotations
