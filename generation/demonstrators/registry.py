@@ -54,7 +54,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_goal", "open_the_middle_drawer_of_the_cabinet"): _measured(
         25, note="direct and from_side miss on 5 of 20; top drawers open 30/30 (LIBERO-90)"
     ),
-    ("libero_goal", "put_the_bowl_on_the_plate"): _measured(25),
     ("libero_90", "KITCHEN_SCENE10_put_the_chocolate_pudding_in_the_top_drawer"): _measured(
         8,
         note="the drawer work succeeds (the two butter tasks of this scene: 30/30 each). "
@@ -80,7 +79,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         note="the knob of the pinned stove is missed on 6 of 10 init states, the same with "
         "the demonstrators of 2026-11-25 (measured on a jittered stove then)",
     ),
-    ("libero_90", "LIVING_ROOM_SCENE5_put_the_red_mug_on_the_left_plate"): _measured(26),
     ("libero_10", "LIVING_ROOM_SCENE2_put_both_the_cream_cheese_box_and_the_butter"): _measured(
         26, note="direct fails on 4 init states, as with the demonstrators of 2026-11-25"
     ),
@@ -94,9 +92,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ),
     ("libero_10", "KITCHEN_SCENE8_put_both_moka_pots_on_the_stove"): _measured(
         0, note="also 0 with the demonstrators of 2026-11-25 on the stove pinned since"
-    ),
-    ("libero_90", "LIVING_ROOM_SCENE6_put_the_red_mug_on_the_plate"): _measured(
-        26, note="25/30 with the demonstrators of 2026-11-25"
     ),
 }
 # name fragments of objects the pick-and-place script cannot move

@@ -336,6 +336,8 @@ def test_more_tasks_succeed(suite, task, init_state_index, seed):
         # the bowl in the drawer and the plate both ~0.78 m out: the carry stalled out of reach
         ("libero_spatial", 4, 0, 3),
         ("libero_spatial", 4, 1, 2),  # the bowl fell out on the way up: picked up again
+        ("libero_90", 65, 2, 0),  # the mug's near side 0.25 m from the base: the far side
+        ("libero_goal", 8, 0, 7),  # held facing the cabinet, the palm hit it beside the plate
     ],
 )
 def test_cases_that_failed_a_sweep(suite, task, strategy, init_state_index):
