@@ -106,6 +106,34 @@ def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return -angle * np.array([-u[1], u[0], 0.0])  # about z x u: the approach axis leans to +u
 
 
+# The forearm (robot0_link5, ending at the wrist joint ~21 cm above the grip site and ~8 cm
+# nearer the base) is ~11 cm thick about the wrist and hangs below it. A grasp low beside a tall
+# fixture brings it down onto the fixture: LIBERO-90 KITCHEN_SCENE5, a bowl on the table in
+# front of the open top drawer: link5 landed on the drawer's wall 10-11 cm to the side of the
+# wrist and held the hand 4-7 cm above the rim, on every strategy of init state 0.
+FOREARM_CLEAR, FOREARM_BELOW = 0.14, 0.07
+DIAGONALS = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+
+
+def forearm_room(env, boxes: np.ndarray, grasp: np.ndarray, tilt: np.ndarray) -> float:
+    """Horizontal room (m, at most ``FOREARM_CLEAR``) round the wrist, at the forearm's height,
+    between it and the scene ``boxes`` (:func:`geo.scene_boxes`) when the grip site is at
+    ``grasp`` and the hand leans by ``tilt`` (:func:`lean`, which draws the wrist back)."""
+    base = _base_xy(env)
+    back = _unit(base - grasp[:2])
+    angle = float(np.linalg.norm(tilt))
+    out = WRIST_BACK + WRIST_UP * np.sin(angle)
+    wrist = np.array([*(grasp[:2] + back * out), grasp[2] + WRIST_UP * np.cos(angle)])
+    angles = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+    ring = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    for r in np.arange(0.04, FOREARM_CLEAR, 0.01):
+        for dz in np.arange(-FOREARM_BELOW, 0.001, 0.01):  # a drawer's handle is 1.6 cm tall
+            pts = np.column_stack([wrist[:2] + ring * r, np.full(len(ring), wrist[2] + dz)])
+            if geo.blocked(boxes, pts, margin=0.0).any():
+                return float(r)
+    return FOREARM_CLEAR
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v)
     return v / n if n > 1e-9 else np.array([1.0, 0.0])
@@ -211,17 +239,35 @@ class PickPlace(Demonstrator):
         radius = 0.5 * min(fp.length, fp.width) if fp.width > 0.02 else fp.radius
         base = _base_xy(env)
         reach = max(GRASP_REACH, np.linalg.norm(fp.center - base) - radius + 0.03)
-        for d in prefs:
-            d = _unit(np.array(d, float) + rng.normal(0, 0.08, 2))
+        cramped = False
+
+        def clear_side(d: np.ndarray) -> Grasp | None:
+            nonlocal cramped
             xy = fp.center + d * (radius - 0.012)
             rim_z = geo.top_near(env, self.obj, xy)
             if rim_z < fp.top - 0.015:  # the low side of a tilted bowl: take the high side
-                continue
+                return None
             if np.linalg.norm(xy - base) > reach:  # at full stretch the arm stalls
-                continue
-            z = rim_z - RIM_DEPTH
-            if _descent_hits(boxes, xy, z, geo.yaw_for_finger_axis(d)) == 0:
-                return Grasp(np.array([*xy, z]), geo.yaw_for_finger_axis(d), d)
+                return None
+            point = np.array([*xy, rim_z - RIM_DEPTH])
+            if _descent_hits(boxes, xy, point[2], geo.yaw_for_finger_axis(d)) != 0:
+                return None
+            if forearm_room(env, boxes, point, lean(base, xy)) < FOREARM_CLEAR:
+                cramped = True  # the forearm would come down onto a fixture
+                return None
+            return Grasp(point, geo.yaw_for_finger_axis(d), d)
+
+        for d in prefs:
+            found = clear_side(_unit(np.array(d, float) + rng.normal(0, 0.08, 2)))
+            if found is not None:
+                return found
+        # a side ruled out by the forearm: the diagonals too, whose palm (21 cm along the
+        # finger axis) points past the fixture (KITCHEN_SCENE5: the side away from the open
+        # drawer grazed its handle with the far end of the palm)
+        for d in DIAGONALS if cramped else []:
+            found = clear_side(_unit(np.array(d, float)))
+            if found is not None:
+                return found
         # boxed in (a bowl in a drawer of a turned cabinet, or beside an open drawer): the side
         # with the most room, counted as probe hits with the hand grown by 1, 2 and 3 cm plus
         # hits on the way down, among 24 directions
@@ -238,6 +284,9 @@ class PickPlace(Demonstrator):
             score += _descent_hits(boxes, xy, z, yaw)  # the way down must be clear too
             score += 1000 * (fp.top - rim_z)  # a low side (tilted bowl): barely ever
             score += 0.1 * min(k, 24 - k)  # ties: nearest the preferred side
+            if cramped:  # 1 per mm the forearm lacks: it stops the hand short of the rim
+                room = forearm_room(env, boxes, np.array([*xy, z]), lean(base, xy))
+                score += 1000 * (FOREARM_CLEAR - room)
             if score < best_score:
                 best, best_score = d, score
         xy = fp.center + best * (radius - 0.012)
