@@ -116,14 +116,17 @@ def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
 # hand 2-7 cm above the rim, on every strategy of init state 0. On the right nothing is
 # checked: LIBERO-Spatial task 6 takes its bowl 7 cm to the left of a cabinet's top (the
 # cabinet on the right) without touching it: 29/30 as before; checked all round, 23/30.
+# KITCHEN_SCENE5 bowl into the drawer / onto the cabinet: 29/30 and 28/30 with 14 cm of room
+# asked for (20/30 each without the check; 26/30 and 27/30 asking 12 cm, the handle missed).
 FOREARM_CLEAR, FOREARM_BELOW = 0.14, 0.07
 DIAGONALS = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 
 def forearm_room(env, boxes: np.ndarray, grasp: np.ndarray, tilt: np.ndarray) -> float:
-    """Horizontal room (m, at most ``FOREARM_CLEAR``) round the wrist, at the forearm's height,
-    between it and the scene ``boxes`` (:func:`geo.scene_boxes`) when the grip site is at
-    ``grasp`` and the hand leans by ``tilt`` (:func:`lean`, which draws the wrist back)."""
+    """Horizontal room (m, at most ``FOREARM_CLEAR``) on the robot's left of the wrist, at the
+    forearm's height, between it and the scene ``boxes`` (:func:`geo.scene_boxes`) when the
+    grip site is at ``grasp`` and the hand leans by ``tilt`` (:func:`lean`, which draws the
+    wrist back)."""
     base = _base_xy(env)
     back = _unit(base - grasp[:2])
     angle = float(np.linalg.norm(tilt))
