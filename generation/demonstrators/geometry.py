@@ -128,6 +128,19 @@ def site_pos(env, name: str) -> np.ndarray | None:
     return np.array(env.sim.data.site_xpos[sid])
 
 
+def site_box(env, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lower, upper) corners of the box LIBERO's ``In`` tests a body origin against for the
+    region ``name`` (``SiteObject.in_box``: the site's size turned by its orientation, whose
+    lower face it takes 1 cm lower still), or None if ``name`` is not such a region."""
+    site = env.raw.env.object_sites_dict.get(name)
+    size = getattr(site, "size", None)
+    pos = site_pos(env, name)
+    if size is None or pos is None or not hasattr(site, "in_box"):
+        return None
+    half = np.abs(env.sim.data.get_site_xmat(name) @ np.asarray(size, dtype=float))
+    return pos - half, pos + half
+
+
 def table_height(env) -> float:
     """z of the table surface (0 in LIBERO-Object's floor scenes, ~0.9 on tables)."""
     for site in ("table_top",):

@@ -44,8 +44,13 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     # the right (yellow) one 29/30, under the board 30/30. Switched on by pick_place's fold
     # lean, hurry and boxed-in reach (b41281d): LIVING_ROOM_SCENE4 salad dressing into the
     # tray 30/30, the two bowls stacked in the tray 27/30, KITCHEN_SCENE2 the front bowl on
-    # the middle bowl 30/30
-    ("libero_goal", "put_the_wine_bottle_on_top_of_the_cabinet"): _measured(4),
+    # the middle bowl 30/30. KITCHEN_SCENE5 (02d6925): the black bowl into the open top drawer
+    # 29/30 and onto the cabinet 28/30 (were 20/30: the forearm came down on the open drawer,
+    # see pick_place.forearm_room), the ketchup into the top drawer 30/30 (was 0/30: it must
+    # lie down in there, pick_place.PickPlace.lying_place); LIBERO-Goal wine bottle onto the
+    # cabinet 29/30 (was 4/30 on older demonstrators; the same 29/30 before these changes).
+    # Red mug on the (left) plate, LIVING_ROOM_SCENE5 and 6, and LIBERO-Goal bowl on the plate
+    # (e01818e): 30/30 each. All re-measured on the merged code (benchmarks/results/demo_quality).
     ("libero_goal", "open_the_top_drawer_and_put_the_bowl_inside"): _measured(
         0,
         note="the open drawer's side lies over the bowl's rim (1/30 so); moved out of the way "
@@ -71,9 +76,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("libero_90", "KITCHEN_SCENE10_close_the_top_drawer_of_the_cabinet_and_put"): _measured(
         23, note="the drawer closes every time; direct fails 7 of 10 setting the bowl on top"
     ),
-    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_in_the_top_drawer"): _measured(20),
-    ("libero_90", "KITCHEN_SCENE5_put_the_black_bowl_on_top_of_the_cabinet"): _measured(20),
-    ("libero_90", "KITCHEN_SCENE5_put_the_ketchup_in_the_top_drawer"): _measured(0),
     ("libero_90", "KITCHEN_SCENE8_turn_off_the_stove"): _measured(
         12,
         note="the knob of the pinned stove is missed on 6 of 10 init states, the same with "
