@@ -79,6 +79,12 @@ class MakeRoom(PickPlace):
         return _overlaps(*drawer_way(env, self.region), fp.center, fp.radius)
 
     def achieved(self, env) -> bool:
+        """Nothing to do: the drawer is open already (a Sequence then skips its opening too),
+        or the object is out of its way. An open drawer is left as it is: a bowl in front of
+        KITCHEN_SCENE5's open drawer, moved aside anyway, went into it 25/30 times, 29/30 left
+        where it was."""
+        if env.raw.env._eval_predicate(["open", self.region]):
+            return True
         return not self.in_the_way(env)
 
     def free_spot(self, env) -> np.ndarray:
