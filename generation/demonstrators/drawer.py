@@ -79,6 +79,11 @@ def handle(env, joint: str) -> Handle:
     )
 
 
+def opening_travel(h: Handle) -> float:
+    """How far (m, along ``h.out``) opening moves the drawer: to 1.5 cm past LIBERO's open."""
+    return h.qpos - OPEN_BELOW + 0.015
+
+
 def _pointing(out: np.ndarray) -> tuple[float, np.ndarray]:
     """(yaw, tilt) of a hand pointing horizontally along ``-out`` (into the cabinet) with its
     fingers closing vertically: the fingers are first laid along ``out`` pointing down, then
@@ -138,8 +143,7 @@ class Drawer(Demonstrator):
             grip, yaw, CLOSE, tilt=tilt, tol=1.0, noise=0.0, min_steps=10, max_steps=10,
             label="pinch",
         )  # fmt: skip
-        pull = OPEN_BELOW - h.qpos - 0.015  # the joint's way to open, <0: along out
-        end = grip - out * pull
+        end = grip + out * opening_travel(h)
         yield Waypoint(end, yaw, CLOSE, tilt=tilt, tol=0.01, speed=0.5, noise=0.3, label="pull")
         yield Waypoint(
             end, yaw, OPEN, tilt=tilt, tol=1.0, noise=0.0, min_steps=6, max_steps=6,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from generation.demonstrators import geometry as geo
-from generation.demonstrators.drawer import OPEN_BELOW, handle, slide_joint
+from generation.demonstrators.drawer import handle, opening_travel, slide_joint
 from generation.demonstrators.pick_place import PickPlace, _base_xy
 
 HAND_ROOM_OUT = 0.04  # in front of the open drawer's handle: room for a hand held across it
@@ -48,7 +48,7 @@ def drawer_way(env, region: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pts = geo.geom_corners(sim, geo.collision_geoms(sim, body))[:, :2] - h.centre[:2]
     axes = np.stack([h.along, h.out])
     local = pts @ axes.T
-    pull = max(h.qpos - OPEN_BELOW + 0.015, 0.0)  # how far opening will move it (drawer.py)
+    pull = max(opening_travel(h), 0.0)  # how far opening will move it
     box = np.array(
         [
             [local[:, 0].min() - HAND_ROOM_SIDE, local[:, 0].max() + HAND_ROOM_SIDE],

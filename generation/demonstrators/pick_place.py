@@ -77,9 +77,13 @@ DROPPED = 0.04  # the load hangs this much lower in the hand than at lift-off: i
 SHOULDER, WRIST_UP, WRIST_BACK, ARM_REACH = "robot0_link2", 0.208, 0.08, 0.725
 
 
+def _shoulder(env) -> np.ndarray:
+    return env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)]
+
+
 def reach_height(env, xy: np.ndarray) -> float:
     """Highest grip-site z the arm reaches comfortably above ``xy`` with the hand down."""
-    shoulder = env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)]
+    shoulder = _shoulder(env)
     out = max(float(np.linalg.norm(np.asarray(xy)[:2] - shoulder[:2])) - WRIST_BACK, 0.0)
     up = np.sqrt(max(ARM_REACH**2 - out**2, 0.0))
     return float(shoulder[2] + up - WRIST_UP)
@@ -134,7 +138,7 @@ ARM_FOLD = 0.205
 def _wrist_distance(env, point: np.ndarray, angle: float) -> float:
     """Distance of the wrist from the shoulder for the grip site at ``point``, the hand leaning
     its fingertips ``angle`` rad towards the base (the wrist away from it)."""
-    shoulder = env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)]
+    shoulder = _shoulder(env)
     out = float(np.linalg.norm(np.asarray(point)[:2] - shoulder[:2]))
     c, s = np.cos(angle), np.sin(angle)
     return float(
@@ -165,7 +169,7 @@ def _unfolded(env, xy: np.ndarray, z: float) -> np.ndarray:
     LIVING_ROOM_SCENE4 to points 0.19-0.34 m from the shoulder, the hand got within 1.5 cm in
     12-37 steps where this model puts the wrist 0.204-0.306 m out, and not in 60 steps at
     0.133-0.179 m."""
-    shoulder = env.sim.data.body_xpos[env.sim.model.body_name2id(SHOULDER)][:2]
+    shoulder = _shoulder(env)[:2]
     u = _unit(np.asarray(xy, dtype=float) - shoulder)
     xy = np.asarray(xy, dtype=float)
     while _wrist_distance(env, [*xy, z], 0.0) < ARM_FOLD:

@@ -42,11 +42,11 @@ class WaypointRecord:
 class _Watched(Demonstrator):
     """``inner``'s plan, unchanged, with a record of every waypoint."""
 
-    def __init__(self, inner: Demonstrator, objects: list[str]):
+    def __init__(self, inner: Demonstrator):
         self.inner, self.task = inner, inner.task
         self.noise, self.controller = inner.noise, inner.controller
         self.strategy_names = inner.strategy_names
-        self.objects = objects
+        self.objects: list[str] = []  # the goal's objects, read when the episode starts
         self.records: list[WaypointRecord] = []
         self.pending = None  # the waypoint being driven to, with its start step
 
@@ -73,6 +73,7 @@ class _Watched(Demonstrator):
 
     def plan(self, env, strategy_id, rng):
         self.records = []
+        self.objects = _task_objects(env)  # collect_episode has reset the scene
         for wp in self.inner.plan(env, strategy_id, rng):
             self.finish(env)
             self.pending = (wp, env.t)  # a pause before it is counted in its steps
@@ -91,8 +92,7 @@ def _task_objects(env) -> list[str]:
 def trace_episode(env, demonstrator: Demonstrator, strategy_id: int, init_state_index: int,
                   seed: int = 0):  # fmt: skip
     """Run one episode as ``collect_episode`` would; returns ``(episode, records)``."""
-    env.reset(init_state_index=init_state_index, seed=seed)  # to read the scene's objects
-    watched = _Watched(demonstrator, _task_objects(env))
+    watched = _Watched(demonstrator)
     episode = collect_episode(env, watched, strategy_id, init_state_index=init_state_index,
                               seed=seed)  # fmt: skip
     watched.finish(env)  # the episode ended (success or horizon) on the way to a waypoint
