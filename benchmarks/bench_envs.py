@@ -110,7 +110,7 @@ def bench_wrapper(steps: int, rounds: int) -> tuple[Compared, float]:
     try:
         init = ours.init_state(0)
 
-        def from_init(env, step):  # both sims replay the same physics every round
+        def from_init(env, step):  # both sims start every round from the same state
             env.set_init_state(init)
             return _steps_rate(step, acts)
 
