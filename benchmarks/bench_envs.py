@@ -18,6 +18,7 @@ minutes apart measures the drift as much as the code.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import tempfile
@@ -89,8 +90,9 @@ def bench_wrapper(steps: int, rounds: int) -> tuple[Compared, float]:
     ours.reset(init_state_index=0)
     raw = ControlEnv(bddl_file_name=task.bddl_file, use_camera_obs=False, has_offscreen_renderer=False,
                      camera_names=[], horizon=10**7, ignore_done=True, hard_reset=False)  # fmt: skip
+    init = ours.init_state(0)
     raw.reset()
-    raw.set_init_state(ours.init_state(0))
+    raw.set_init_state(init)
 
     def raw_step(a):
         raw.step(a)
@@ -107,13 +109,11 @@ def bench_wrapper(steps: int, rounds: int) -> tuple[Compared, float]:
 
         return call
 
+    def from_init(env, step):  # both sims start every round from the same state
+        env.set_init_state(init)
+        return _steps_rate(step, acts)
+
     try:
-        init = ours.init_state(0)
-
-        def from_init(env, step):  # both sims start every round from the same state
-            env.set_init_state(init)
-            return _steps_rate(step, acts)
-
         r = interleaved(
             {
                 "ours": lambda: from_init(ours.raw, ours.step),
@@ -240,7 +240,7 @@ def bench_write(episodes: int, length: int, size: int, rounds: int) -> Compared:
         ds.finalize()
 
     tmp = tempfile.mkdtemp()
-    count = iter(range(10**6))
+    count = itertools.count()
 
     def rate(write: Callable[[str], None]) -> float:
         root = os.path.join(tmp, str(next(count)))
