@@ -1,9 +1,9 @@
-"""Matched-size datasets: DLR and O2O (and MI) get exactly the same number of episodes per
-task, DLR balanced across its K patterns, with nested subsets n1 ⊂ n2 ⊂ full.
+"""Matched-size datasets: every source gets exactly the same number of episodes per task, on
+the same init states (K per state: one per DLR pattern), with nested subsets n1 ⊂ n2 ⊂ full.
 
-Episodes are ordered once per task (DLR: round-robin over patterns, p0 p1 p2 p0 p1 ...), and a
+Episodes are ordered once per task, init state by init state (DLR: p0 p1 p2 on each), and a
 subset of size n takes the first n of every task's ordering, so subsets are nested by
-construction and a DLR subset whose per-task size is a multiple of K stays balanced.
+construction and a subset whose per-task size is a multiple of K holds whole init states.
 """
 
 from __future__ import annotations
@@ -24,51 +24,73 @@ from generation.data.schema import EPISODE_META_FILE
 log = logging.getLogger(__name__)
 
 
-def balanced_order(by_pattern: Mapping[int, Sequence[Episode]], per_pattern: int) -> list[Episode]:
-    """Round-robin over patterns: the first ``per_pattern`` episodes of each, interleaved."""
-    keys = sorted(by_pattern)
-    return [by_pattern[k][i] for i in range(per_pattern) for k in keys]
+def matched_by_init_state(
+    rollouts: Mapping[str, Mapping[int, Sequence[Episode]]],
+    n_states: int,
+    per_state: int,
+    successes_only: bool = True,
+) -> tuple[list[int], dict[str, list[Episode]]]:
+    """The init states every source solved, and each source's episodes on them.
 
-
-def usable_patterns(
-    by_pattern: Mapping[int, Sequence[Episode]],
-) -> dict[int, Sequence[Episode]]:
-    """Patterns with at least one kept episode (a pattern RL never solved cannot contribute)."""
-    kept = {k: v for k, v in by_pattern.items() if len(v) > 0}
-    for k in sorted(set(by_pattern) - set(kept)):
-        log.warning("pattern %s has no successful episodes: left out of the dataset", k)
-    return kept
-
-
-def matched_per_task_count(
-    available: Mapping[str, Mapping[int, Sequence[Episode]]], target: int
-) -> int:
-    """Largest n <= target that every source can supply with its patterns balanced.
-
-    ``available[source][pattern]`` are a task's kept episodes; a source without patterns uses
-    the single key -1. Patterns without episodes are left out; n is a multiple of every
-    source's number of remaining patterns, so each source splits n evenly over its patterns.
+    ``rollouts[source][pattern]`` are a task's rollouts on the shared init-state schedule, in
+    schedule order (pattern -1 for a source without patterns). A patterned source contributes
+    one episode per pattern on an init state, an unpatterned one ``per_state`` episodes. An
+    init state is kept when every source can supply its share there (successes only, unless
+    ``successes_only`` is off); the first ``n_states`` such states in schedule order are kept.
+    A pattern with no usable episode anywhere is left out, and ``per_state`` shrinks to the
+    patterns every patterned source still has, so each source gives the same count per state.
+    Returns (init states, {source: episodes ordered state by state}); per state a patterned
+    source's episodes run p0 p1 ..., so a prefix of whole states is balanced over patterns.
     """
-    usable = {s: usable_patterns(b) for s, b in available.items()}
-    if any(not b for b in usable.values()):
-        return 0
-    step = math.lcm(*(len(b) for b in usable.values()))
-    n = target
-    for by_pattern in usable.values():
-        n = min(n, len(by_pattern) * min(len(v) for v in by_pattern.values()))
-    return n - n % step
 
+    def usable(e: Episode) -> bool:
+        return e.success or not successes_only
 
-def matched_episodes(
-    available: Mapping[str, Mapping[int, Sequence[Episode]]], target: int
-) -> dict[str, list[Episode]]:
-    """Each source's ordered episodes for one task, all of the same (matched) length."""
-    n = matched_per_task_count(available, target)
-    out = {}
-    for source, by_pattern in available.items():
-        usable = usable_patterns(by_pattern)
-        out[source] = balanced_order(usable, n // len(usable)) if usable else []
-    return out
+    patterned = {s: b for s, b in rollouts.items() if -1 not in b}
+    patterns = {}
+    for source, by_pattern in patterned.items():
+        patterns[source] = [k for k in sorted(by_pattern) if any(map(usable, by_pattern[k]))]
+        for k in sorted(set(by_pattern) - set(patterns[source])):
+            log.warning("%s pattern %s has no usable episode: left out of the dataset", source, k)
+    if patterned:
+        per_state = min(per_state, *(len(p) for p in patterns.values()))
+        patterns = {s: p[:per_state] for s, p in patterns.items()}
+    if per_state == 0:
+        return [], {s: [] for s in rollouts}
+
+    # per source: init state -> usable episodes, per pattern (or pooled)
+    order: list[int] = []
+    pools: dict[str, dict[int, dict[int, list[Episode]]]] = {}
+    for source, by_pattern in rollouts.items():
+        pools[source] = {}
+        for k, eps in by_pattern.items():
+            for e in eps:
+                if e.init_state_index not in order:
+                    order.append(e.init_state_index)
+                if usable(e):
+                    pools[source].setdefault(e.init_state_index, {}).setdefault(k, []).append(e)
+
+    def share(source: str, state: int) -> list[Episode] | None:
+        found = pools[source].get(state, {})
+        if source in patterned:
+            if any(not found.get(k) for k in patterns[source]):
+                return None
+            return [found[k][0] for k in patterns[source]]
+        eps = found.get(-1, [])
+        return eps[:per_state] if len(eps) >= per_state else None
+
+    states: list[int] = []
+    out: dict[str, list[Episode]] = {s: [] for s in rollouts}
+    for state in order:
+        shares = {s: share(s, state) for s in rollouts}
+        if any(v is None for v in shares.values()):
+            continue
+        states.append(state)
+        for s, eps in shares.items():
+            out[s] += eps
+        if len(states) == n_states:
+            break
+    return states, out
 
 
 def subset_dirs(

@@ -3,16 +3,18 @@
 A discriminator q_psi(z | s) is trained online on the states each pattern's episodes visit
 (cross-entropy, i.e. maximum likelihood of the episode's z), and PPO's reward becomes
 
-    r_t = r_task + beta * log q_psi(z | s_t)
+    r_t = r_task + beta * (log q_psi(z | s_t) - log p(z))
 
-which, summed over the data, is a variational lower bound on beta * I(Z; S) up to the
-constant H(Z). The paper's critique is visible here: on unseen states q falls back to roughly
+with p(z) = 1/K, the prior z is sampled from: summed over the data, a variational lower bound
+on beta * I(Z; S) (DIAYN's reward). Without the -log p(z) term every bonus is negative and
+ending an episode early would pay. The paper's critique is visible here: on unseen states q falls back to roughly
 the prior, so the bonus penalises exploration, and it pays equally for diverse failures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ class MIConfig:
     lr: float = 1e-3
     updates_per_iteration: int = 20
     batch_size: int = 256
+    ppo: dict = field(default_factory=dict)  # overrides of generation.ppo for the MI run
 
 
 class Discriminator(nn.Module):
@@ -57,7 +60,8 @@ class MIBonus:
     @torch.no_grad()
     def reward(self, obs: torch.Tensor, z: torch.Tensor) -> np.ndarray:
         log_q = self.disc.log_q(obs).gather(1, z.long()[:, None]).squeeze(1)
-        return (self.cfg.beta * log_q).numpy()
+        log_p = -math.log(self.disc.num_patterns)  # uniform prior over patterns
+        return (self.cfg.beta * (log_q - log_p)).numpy()
 
     def update(self, obs: torch.Tensor, z: torch.Tensor) -> float:
         """A few steps of cross-entropy -log q(z | s) on the latest rollout."""

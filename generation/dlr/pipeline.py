@@ -1,14 +1,23 @@
 """The DLR generator end to end, per task:
 
     demos -> discover (VAE patterns) -> learn (BC: pi(a|s,z) and pi(a|s))
-          -> reinforce (PPO: dlr per pattern, o2o, optionally mi) -> rollouts (successes)
-then, over all tasks: matched-size LeRobot datasets per source and the diversity table.
+          -> reinforce (PPO: dlr per pattern, o2o, o2o_kl, mi) -> rollouts -> analysis
+then, over all tasks: matched-size LeRobot datasets per source and the diversity tables.
 
-Run folder (ARCHITECTURE.md): ``generation/<suite>/<index>/{demos,discover,learn,
-reinforce/<dlr|o2o|mi>/pattern_<k>,rollouts/<source>}`` and ``datasets/<source>/{full,n<size>}``,
-every step with a manifest.json; completed steps are skipped, PPO resumes from checkpoints.
-Budgets: each DLR pattern gets ``env_steps_per_pattern``; O2O and MI get K times that, the
+Sources: ``dlr`` (one PPO run per pattern, KL-to-init leash), ``o2o`` (the paper's baseline:
+BC on all demos, then ordinary PPO, ``kl_coef`` 0), ``o2o_kl`` (the same with DLR's leash, to
+tell the leash from the patterns), ``mi`` (DIAYN-style bonus over sampled patterns).
+Every source's PPO settings are ``generation.ppo`` overridden by ``generation.<source>.ppo``.
+Budgets: each DLR pattern gets ``env_steps_per_pattern``; the other sources K times that, the
 same total as DLR's K patterns together.
+Unconfounded data: every source rolls out on one shared schedule of init states per task
+(patterned sources once per pattern, the others K times per init state), and the datasets keep
+the init states that every source solved: per init state, K episodes from each source.
+
+Run folder (docs/architecture.md): ``generation/<suite>/<index>/{demos,discover,learn,
+reinforce/<source>/[pattern_<k>],rollouts/<source>,analysis}`` and
+``datasets/<source>/{full,n<size>}``, every step with a manifest.json; completed steps are
+skipped, PPO resumes from checkpoints.
 """
 
 from __future__ import annotations
@@ -23,19 +32,21 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from generation.data.episode import Episode
 from generation.dlr import datasets as ds
+from generation.dlr import occupancy as occ
 from generation.dlr.discover import Discovery, VAEConfig, discover, label_report
-from generation.dlr.diversity import diversity_ratios, diversity_table
+from generation.dlr.diversity import bootstrap_ratios, diversity_table
 from generation.dlr.features import feature_spec
 from generation.dlr.learn import BCConfig, behaviour_clone, pattern_separation
 from generation.dlr.mi import MIBonus, MIConfig
 from generation.dlr.policy import load_policy, save_policy
-from generation.dlr.ppo import PPOConfig, train_ppo
-from generation.dlr.rollouts import collect, evaluate
+from generation.dlr.ppo import PPOConfig, load_snapshots, train_ppo
+from generation.dlr.rollouts import evaluate, init_state_schedule, rollout_schedule
 from generation.envs import SCENE_VERSION
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
@@ -44,9 +55,40 @@ from generation.manifest import read_manifest, run_step
 log = logging.getLogger(__name__)
 
 
+SOURCES = ("dlr", "o2o", "o2o_kl", "mi")
+PATTERNED = ("dlr", "mi")  # sources whose policy takes a pattern z
+# what makes each source what it is, applied before the recipe's per-source overrides
+SOURCE_PPO_DEFAULTS: dict[str, dict] = {"o2o": {"kl_coef": 0.0}}
+PIPELINE_SET_PPO = {"total_env_steps", "num_envs", "seed"}  # set from the budgets below
+
+
+class SourceSettings(BaseModel):
+    """Per-source settings: ``ppo`` overrides ``generation.ppo`` for this source only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ppo: dict = {}
+
+    @field_validator("ppo")
+    @classmethod
+    def _ppo_keys(cls, v: dict) -> dict:
+        allowed = sorted(set(PPOConfig.__dataclass_fields__) - PIPELINE_SET_PPO)
+        for key in v:
+            if key in PIPELINE_SET_PPO:
+                raise ValueError(
+                    f"ppo.{key} is set by the pipeline (env_steps_per_pattern, num_envs, seed), "
+                    "not per source"
+                )
+            if key not in allowed:
+                raise ValueError(f"unknown PPO key {key!r}; allowed: {', '.join(allowed)}")
+        TypeAdapter(PPOConfig).validate_python(v)  # types and values
+        return v
+
+
 class GenerationConfig(BaseModel):
     """The ``generation`` section of a recipe. Budgets count env steps; sizes count episodes
-    per task. ``ppo.total_env_steps`` is overridden by the budgets below."""
+    per task. ``ppo.total_env_steps``, ``ppo.num_envs`` and ``ppo.seed`` are set from
+    ``env_steps_per_pattern``, ``num_envs`` and ``seed``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,18 +101,58 @@ class GenerationConfig(BaseModel):
     vae: VAEConfig = VAEConfig()
     bc: BCConfig = BCConfig()
     ppo: PPOConfig = PPOConfig()
+    dlr: SourceSettings = SourceSettings()
+    o2o: SourceSettings = SourceSettings()
+    o2o_kl: SourceSettings = SourceSettings()
     mi: MIConfig = MIConfig()
     env_steps_per_pattern: int = Field(20_000, ge=1)
     eval_episodes: int = Field(10, ge=0, description="closed-loop BC evaluation per pattern")
-    episodes_per_task: int = Field(30, ge=1, description="episodes per task in each full dataset")
+    episodes_per_task: int = Field(
+        30, ge=1, description="episodes per task in each full dataset (K per init state)"
+    )
     subset_sizes: list[int] = Field([6, 15], description="per-task sizes of nested subsets")
-    max_attempts_per_kept: int = Field(5, ge=1, description="rollout attempts per wanted episode")
+    max_attempts_per_kept: int = Field(
+        5, ge=1, description="candidate init states rolled out per init state wanted"
+    )
     keep_failures: bool = Field(
         False, description="keep failed rollouts too (tests and tiny smoke budgets)"
     )
+    bootstrap_samples: int = Field(1000, ge=10, description="resamples per diversity CI")
     image_size: int = Field(128, ge=8)
-    sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
+    sources: list[Literal["dlr", "o2o", "o2o_kl", "mi"]] = ["dlr", "o2o"]
     seed: int = 0
+
+    @field_validator("mi")
+    @classmethod
+    def _mi_ppo_keys(cls, v: MIConfig) -> MIConfig:
+        SourceSettings(ppo=v.ppo)
+        return v
+
+    def source_ppo(self, source: str) -> PPOConfig:
+        """The PPO settings one run of ``source`` trains with (budget included)."""
+        overrides = self.mi.ppo if source == "mi" else getattr(self, source).ppo
+        steps = self.env_steps_per_pattern * (1 if source == "dlr" else self.num_patterns)
+        return replace(
+            self.ppo,
+            **SOURCE_PPO_DEFAULTS.get(source, {}),
+            **overrides,
+            total_env_steps=steps,
+            num_envs=self.num_envs,
+            seed=self.seed,
+        )
+
+    def budget_warnings(self) -> list[str]:
+        """Sources whose PPO would barely move the policy (fewer than 10 updates per run)."""
+        out = []
+        for source in self.sources:
+            n = self.source_ppo(source).num_iterations
+            if n < 10:
+                per = " per pattern" if source == "dlr" else ""
+                out.append(
+                    f"generation: {source} gets {n} PPO update(s){per} (< 10): raise "
+                    "env_steps_per_pattern or lower ppo.num_steps"
+                )
+        return out
 
 
 def _dump(obj, path: Path) -> None:
@@ -172,25 +254,26 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
     out["learn"] = run_step(tdir / "learn", chain, learn_step)
 
     # ---- 3. reinforce
-    runs = []  # (source, pattern, policy file, budget)
+    runs = []  # (source, pattern, policy file)
     if "dlr" in cfg.sources:
-        runs += [("dlr", k, "policy_dlr.pt", cfg.env_steps_per_pattern) for k in range(K)]
-    if "o2o" in cfg.sources:
-        runs.append(("o2o", None, "policy_o2o.pt", K * cfg.env_steps_per_pattern))
+        runs += [("dlr", k, "policy_dlr.pt") for k in range(K)]
+    for source in ("o2o", "o2o_kl"):
+        if source in cfg.sources:
+            runs.append((source, None, "policy_o2o.pt"))
     if "mi" in cfg.sources:
-        runs.append(("mi", "sample", "policy_dlr.pt", K * cfg.env_steps_per_pattern))
+        runs.append(("mi", "sample", "policy_dlr.pt"))
     final_dirs: dict[str, Path] = {}
-    for source, pattern, init_file, budget in runs:
+    for source, pattern, init_file in runs:
         rdir = (
             tdir / "reinforce" / source / (f"pattern_{pattern}" if isinstance(pattern, int) else "")
         )
-        ppo_cfg = replace(cfg.ppo, total_env_steps=budget, num_envs=cfg.num_envs, seed=cfg.seed)
+        ppo_cfg = cfg.source_ppo(source)
         step_cfg = chain | {
             "reinforce": {
                 "source": source,
                 "pattern": pattern,
                 "ppo": asdict(ppo_cfg),
-                "mi": cfg.mi.__dict__ if source == "mi" else None,
+                "mi": asdict(cfg.mi) if source == "mi" else None,
             }
         }
 
@@ -209,39 +292,34 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step)
         final_dirs[f"{source}/{pattern}"] = rdir
 
-    # ---- rollouts of the final policies: successful episodes, state only
-    per_pattern_target = math.ceil(cfg.episodes_per_task / K)
+    # ---- rollouts of the final policies on the task's shared init-state schedule
+    n_states = math.ceil(cfg.episodes_per_task / K)
+    schedule = init_state_schedule(task, n_states * cfg.max_attempts_per_kept, cfg.seed)
     for source in cfg.sources:
-        patterns = [None] if source == "o2o" else list(range(K))
-        target = cfg.episodes_per_task if source == "o2o" else per_pattern_target
-        policies = {
-            p: final_dirs[f"{source}/{'sample' if source == 'mi' else p}"] / "policy.pt"
-            for p in patterns
-        }
+        patterns = list(range(K)) if source in PATTERNED else [None]
+        runs_of = {p: final_dirs[f"{source}/{'sample' if source == 'mi' else p}"] for p in patterns}
+        # an unpatterned source rolls K episodes per init state, a patterned one one per pattern
+        repeats = 1 if source in PATTERNED else K
         step_cfg = {
-            "policies": {
-                str(p): read_manifest(policies[p].parent)["config_hash"] for p in patterns
-            },
-            "target": target,
-            "attempts": cfg.max_attempts_per_kept,
+            "policies": {str(p): read_manifest(runs_of[p])["config_hash"] for p in patterns},
+            "schedule": schedule,
+            "repeats": repeats,
             "keep_failures": cfg.keep_failures,
         }
 
         def rollout_step(
-            d: Path, source=source, patterns=patterns, policies=policies, target=target
-        ) -> dict:
+            d: Path, source=source, patterns=patterns, runs_of=runs_of, repeats=repeats
+        ):
             by_pattern, stats = {}, {}
             for p in patterns:
-                r = collect(
-                    load_policy(policies[p]),
+                r = rollout_schedule(
+                    load_policy(runs_of[p] / "policy.pt"),
                     task,
                     p,
-                    target,
-                    cfg.max_attempts_per_kept * target,
+                    [s for s in schedule for _ in range(repeats)],
                     source,
                     env_config,
                     cfg.num_envs,
-                    successes_only=not cfg.keep_failures,
                     seed=cfg.seed + 1,
                 )
                 by_pattern[-1 if p is None else p] = r.episodes
@@ -249,13 +327,106 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
                     "attempted": r.attempted,
                     "succeeded": r.succeeded,
                     "success_rate": r.success_rate,
-                    "kept": len(r.episodes),
+                    "kept": r.attempted if cfg.keep_failures else r.succeeded,
                 }
             _dump(by_pattern, d / "episodes.pkl")
             return stats
 
         out[f"rollouts/{source}"] = run_step(tdir / "rollouts" / source, step_cfg, rollout_step)
+
+    # ---- analysis: mode occupancy of the rollouts and of PPO's snapshots
+    analysis_cfg = {
+        "discover": read_manifest(tdir / "discover")["config_hash"],
+        "rollouts": {s: read_manifest(tdir / "rollouts" / s)["config_hash"] for s in cfg.sources},
+        "reinforce": {k: read_manifest(v)["config_hash"] for k, v in final_dirs.items()},
+    }
+
+    def analysis_step(d: Path) -> dict:
+        counts = occupancy_counts(task, cfg, tdir, final_dirs, demos)
+        counts.to_parquet(d / "occupancy.parquet", index=False)
+        n_labels = {"vae": K, "strategy": strategy_count(demos)}
+        summary = occ.summarise(counts, n_labels) if len(counts) else pd.DataFrame()
+        final = summary[summary["stage"] == "rollouts"] if len(summary) else summary
+        return {
+            f"{r.source}/{r.pattern}/{r.labeler}": {"n": r.n, "entropy": r.entropy}
+            for r in final.itertuples()
+        }
+
+    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step)
     return out
+
+
+def strategy_count(demos: list[Episode]) -> int:
+    return max((e.strategy_id for e in demos), default=0) + 1
+
+
+def occupancy_counts(
+    task: TaskSpec,
+    cfg: GenerationConfig,
+    tdir: Path,
+    final_dirs: dict[str, Path],
+    demos: list[Episode],
+) -> pd.DataFrame:
+    """Long table of label counts over successful episodes: the final rollouts
+    (``stage='rollouts'``) and every PPO snapshot (``stage='ppo'``; iteration 1 is the BC
+    policy's own behaviour, before any update)."""
+    disc = Discovery.load(tdir / "discover" / "vae.pt")
+    demo_paths = [e.eef_path for e in demos]
+    demo_strategies = [e.strategy_id for e in demos]
+    has_strategies = bool(demos) and min(demo_strategies) >= 0
+
+    K = cfg.num_patterns
+
+    def vote(states: np.ndarray, env_states: np.ndarray) -> int:
+        return int(np.bincount(disc.label_states(states, env_states), minlength=K).argmax())
+
+    rows: list[dict] = []
+
+    def add(group: dict, episodes: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        if not episodes:
+            return
+        rows.extend(occ.count_rows([vote(s, e) for s, e in episodes], labeler="vae", **group))
+        if has_strategies:
+            paths = [s[:, :3] for s, _ in episodes]
+            labels = occ.nearest_strategy(paths, demo_paths, demo_strategies)
+            rows.extend(occ.count_rows(labels, labeler="strategy", **group))
+
+    for source in cfg.sources:
+        by_pattern = _load(tdir / "rollouts" / source / "episodes.pkl")
+        last_iter = {
+            key: int(read_manifest(d)["result"].get("iteration") or 0)
+            for key, d in final_dirs.items()
+            if key.startswith(f"{source}/")
+        }
+        for pattern, eps in by_pattern.items():
+            run_key = (
+                f"{source}/{'sample' if source == 'mi' else (None if pattern < 0 else pattern)}"
+            )
+            group = dict(
+                task=task.key,
+                source=source,
+                pattern=int(pattern),
+                stage="rollouts",
+                iteration=last_iter.get(run_key, 0),
+            )
+            add(group, [(e.states, e.env_states) for e in eps if e.success])
+        for key, d in final_dirs.items():
+            if not key.startswith(f"{source}/"):
+                continue
+            for iteration, eps in load_snapshots(d).items():
+                ok = [e for e in eps if e["success"]]
+                zs = sorted({e["z"] for e in ok})
+                for z in zs:
+                    group = dict(
+                        task=task.key,
+                        source=source,
+                        pattern=int(z),
+                        stage="ppo",
+                        iteration=iteration,
+                    )
+                    add(group, [(e["states"], e["env_states"]) for e in ok if e["z"] == z])
+    columns = ["task", "source", "pattern", "stage", "iteration", "labeler", "label", "count"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @contextmanager
@@ -301,6 +472,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         "episodes_per_task": cfg.episodes_per_task,
         "subset_sizes": cfg.subset_sizes,
         "image_size": cfg.image_size,
+        "bootstrap_samples": cfg.bootstrap_samples,
         "scene": SCENE_VERSION,
     }
 
@@ -308,22 +480,30 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         from generation.data.schema import DatasetSpec
 
         ordered: dict[str, dict[str, list[Episode]]] = {s: {} for s in cfg.sources}
+        per_task, states_used = {}, {}
         trajs: dict[tuple[str, str], list[np.ndarray]] = {}
-        per_task = {}
+        ci_tables = []
         for t in tasks:
             tdir = run_dir / "generation" / t.suite / str(t.index)
-            available = {s: _load(tdir / "rollouts" / s / "episodes.pkl") for s in cfg.sources}
-            matched = ds.matched_episodes(available, cfg.episodes_per_task)
+            rollouts = {s: _load(tdir / "rollouts" / s / "episodes.pkl") for s in cfg.sources}
+            states, matched = ds.matched_by_init_state(
+                rollouts,
+                n_states=math.ceil(cfg.episodes_per_task / cfg.num_patterns),
+                per_state=cfg.num_patterns,
+                successes_only=not cfg.keep_failures,
+            )
+            states_used[t.key] = states
             per_task[t.key] = {s: len(v) for s, v in matched.items()}
             for s, eps in matched.items():
                 ordered[s][t.key] = eps
-                trajs[(s, t.key)] = [e.eef_path for e in eps]
+                trajs[(s, t.key)] = [e.eef_path for e in eps if e.success]
             trajs[("demo", t.key)] = [e.eef_path for e in _load(tdir / "demos" / "demos.pkl")]
+            ci_tables.append(_diversity_cis(matched, t.key, cfg))
         n_full = min(n for counts in per_task.values() for n in counts.values())
         if n_full == 0:
             raise RuntimeError(
-                f"no matched episodes for some task/source (per-task counts {per_task}): "
-                "raise the RL budget or max_attempts_per_kept"
+                f"no init state solved by every source for some task (per-task counts "
+                f"{per_task}): raise the RL budget or max_attempts_per_kept"
             )
         n_max = max(n for counts in per_task.values() for n in counts.values())
         sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
@@ -337,13 +517,21 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
                 DatasetSpec(image_size=cfg.image_size),
                 render_workers=cfg.num_envs,
             )
+        # diversity over successful episodes only (a dataset may keep failures: n says how many)
         table = diversity_table({k: v for k, v in trajs.items() if len(v) > 0})
+        n_eps = {k: len(v) for k, v in trajs.items()}
+        table["n"] = [n_eps[(r.source, r.task)] for r in table.itertuples()]
         table.to_parquet(d / "diversity.parquet", index=False)
         table.to_csv(d / "diversity.csv", index=False)
-        result = {"per_task_counts": per_task, "written": written}
-        if {"dlr", "o2o"} <= set(cfg.sources) and len(table):
-            ratios = diversity_ratios(table)
-            result["dlr_over_o2o"] = {f"{r.task}/{r.metric}": r.ratio for r in ratios.itertuples()}
+        cis = pd.concat(ci_tables, ignore_index=True) if ci_tables else pd.DataFrame()
+        cis.to_parquet(d / "diversity_ci.parquet", index=False)
+        cis.to_csv(d / "diversity_ci.csv", index=False)
+        result = {"per_task_counts": per_task, "init_states": states_used, "written": written}
+        if len(cis):
+            pooled = cis[(cis["scope"] == "per_init_state") & (cis["num"] == "dlr")]
+            result["dlr_over_o2o_per_init_state"] = {
+                f"{r.task}/{r.metric}": [r.ratio, r.ci_low, r.ci_high] for r in pooled.itertuples()
+            }
         return result
 
     t = time.time()
@@ -351,6 +539,27 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
     summary["wall_time_s"]["datasets"] = time.time() - t
     summary["wall_time_s"]["total"] = time.time() - t0
     return summary
+
+
+def _diversity_cis(matched: dict[str, list[Episode]], task_key: str, cfg) -> pd.DataFrame:
+    """Every other source's diversity over O2O's on one task's successful matched episodes,
+    with bootstrap CIs, pooled and per init state."""
+    if "o2o" not in matched:
+        return pd.DataFrame()
+    ok = {s: [e for e in eps if e.success] for s, eps in matched.items()}
+    den = ok["o2o"]
+    tables = []
+    for source, eps in ok.items():
+        if source == "o2o" or len(eps) < 2 or len(den) < 2:
+            continue
+        table = bootstrap_ratios(
+            ([e.eef_path for e in eps], [e.init_state_index for e in eps]),
+            ([e.eef_path for e in den], [e.init_state_index for e in den]),
+            n_boot=cfg.bootstrap_samples,
+            seed=cfg.seed,
+        )
+        tables.append(table.assign(task=task_key, num=source, den="o2o"))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 __all__ = ["GenerationConfig", "run_generation", "run_task", "Discovery"]

@@ -4,17 +4,22 @@ Read top to bottom like CleanRL's ppo_continuous_action.py:
   1. rollout ``num_steps`` steps in ``num_envs`` worker-process envs,
   2. (MI baseline only) add the discriminator bonus beta * log q(z|s) to the rewards,
   3. GAE advantages,
-  4. ``update_epochs`` epochs of minibatch updates of
-        L = L_clip(ratio, A) + vf_coef * (V - R)^2 - ent_coef * H[pi] + kl_coef * KL(pi || pi_init)
-     stopped early when the approximate KL(pi_old || pi) exceeds ``target_kl``,
-  5. log a row of learning curves and checkpoint (an interrupted run resumes from it).
+  4. ``update_epochs`` epochs of minibatch updates of one loss with one optimiser,
+        L = L_clip(ratio, A) + vf_coef * 1/2 (V - R)^2 - ent_coef * H[pi] + kl_coef * KL(pi || pi_init)
+     (actor and critic are separate networks, so vf_coef scales the critic's step only through
+     its share of the clipped gradient norm and Adam's first steps); an epoch whose approximate
+     KL(pi_old || pi) exceeds ``target_kl`` ends the iteration's updates,
+  5. log a row of learning curves, snapshot finished episodes every ``snapshot_every``
+     iterations (mode occupancy over training) and checkpoint (an interrupted run resumes).
 
 Reward: the environment pays 1 at the step the task succeeds and 0 otherwise; with discount
 gamma the return of an episode from its start is exactly R(tau) = gamma^(T-1) * 1[success],
-the paper's sparse reward (no shaping, no diversity bonus). Episodes cut by the horizon are
-bootstrapped with V(final state); success ends an episode for real.
+the paper's sparse reward (no shaping, no diversity bonus). The horizon is terminal: a failed
+episode's return is exactly 0 (no bootstrap from V at the time limit, which would pay failures
+for the critic's optimism; the critic does not see t, so near the horizon it is biased high,
+the price of the paper's objective).
 The pattern z is fixed for the whole run (``pattern=k``), absent (``None``, O2O), or sampled
-per episode (``"sample"``, the MI baseline).
+per episode (``"sample"``, the MI baseline). ``kl_coef = 0`` is ordinary PPO (the O2O baseline).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import copy
 import logging
 import math
 import os
+import pickle
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from generation.dlr.policy import Critic, GaussianPolicy, gaussian_kl, obs_vector
 from generation.envs.libero_env import EnvConfig
@@ -42,12 +50,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PPOConfig:
-    total_env_steps: int = 20_000  # per run (per pattern for DLR)
-    num_envs: int = 2
-    # Defaults measured to work on LIBERO-Object task 0 (O2O from BC on 90 scripted demos, 2
-    # envs): training success rose from 17% (first 12k env steps) to 33% (37k-61k), KL-to-init
-    # ~0.3. A batch of 2048 steps holds ~10 episodes; 512 held ~3, too few for a sparse reward.
-    num_steps: int = 1024  # steps per env per iteration
+    total_env_steps: int = 20_000  # per run (per pattern for DLR); set by the generation budgets
+    num_envs: int = 2  # set by generation.num_envs
+    num_steps: int = 1024  # steps per env per iteration: batch = num_envs * num_steps
     gamma: float = 0.99
     gae_lambda: float = 0.95
     actor_lr: float = 1e-4
@@ -58,8 +63,8 @@ class PPOConfig:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    kl_coef: float = 0.1  # weight of KL(pi || pi_init) in the loss
-    target_kl: float | None = 0.1  # stop an iteration's epochs when KL(pi_old || pi) exceeds it
+    kl_coef: float = 0.1  # weight of KL(pi || pi_init) in the loss; 0: ordinary PPO
+    target_kl: float | None = 0.1  # no more epochs this iteration once an epoch's KL exceeds it
     critic_warmup_iters: int = 1  # first iterations fit the fresh critic only
     # Optional floor on the BC policy's sigma (BC fits ~0.02 on rotations) for more
     # exploration; None keeps BC's. Measured on LIBERO-Object task 0 (36 demos): with a 0.1
@@ -67,7 +72,8 @@ class PPOConfig:
     min_init_std: float | None = None
     critic_hidden: int = 256
     checkpoint_every: int = 1
-    seed: int = 0
+    snapshot_every: int = 0  # keep finished episodes of iteration 1 and every n-th (0: none)
+    seed: int = 0  # set by generation.seed
 
     @property
     def batch_size(self) -> int:
@@ -89,6 +95,7 @@ CURVE_COLUMNS = [
     "approx_kl",
     "value_loss",
     "bonus",
+    "epochs",
     "wall_s",
 ]
 
@@ -96,6 +103,13 @@ CURVE_COLUMNS = [
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_pickle(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f)
     os.replace(tmp, path)
 
 
@@ -125,11 +139,54 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    next_done: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a (S, N) rollout; returns (advantages, returns).
+
+    ``dones[t]`` marks that s_t starts a new episode (the previous one ended at t - 1), so
+    delta_t = r_t + gamma V(s_{t+1}) (1 - done_{t+1}) - V(s_t): an episode's end, success or
+    horizon, is terminal. With lam = 1 the returns are the discounted Monte-Carlo returns.
+    """
+    S = rewards.shape[0]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(S)):
+        nonterminal = 1.0 - (next_done if t == S - 1 else dones[t + 1])
+        nv = next_value if t == S - 1 else values[t + 1]
+        delta = rewards[t] + gamma * nv * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def stop_early(epoch_kls: list[float], target_kl: float | None) -> bool:
+    """CleanRL's rule: no more epochs once *this* epoch's mean approx-KL exceeds the target
+    (a running mean over all epochs would lag behind a policy that is running away)."""
+    return target_kl is not None and float(np.mean(epoch_kls)) > target_kl
+
+
 @dataclass
 class PPOResult:
     policy: GaussianPolicy
     curves: pd.DataFrame
     finished: bool  # False when stopped by ``max_iterations`` before the budget was spent
+
+
+def load_snapshots(out_dir: Path) -> dict[int, list[dict]]:
+    """{iteration: finished episodes} written by ``snapshot_every`` (each episode a dict of
+    ``states``, ``env_states``, ``success``, ``z``)."""
+    out = {}
+    for f in sorted((Path(out_dir) / "snapshots").glob("iter_*.pkl")):
+        with open(f, "rb") as fh:
+            out[int(f.stem.split("_")[1])] = pickle.load(fh)
+    return out
 
 
 def train_ppo(
@@ -141,11 +198,14 @@ def train_ppo(
     env_config: EnvConfig | None = None,
     bonus=None,
     max_iterations: int | None = None,
+    make_envs: Callable[..., SubprocVectorEnv] | None = None,
 ) -> PPOResult:
     """PPO from ``init_policy``; resumes from ``out_dir/checkpoint.pt`` when it exists.
 
     ``bonus`` (MI baseline) has ``reward(obs, z) -> (N,)`` and ``update(obs, z)``.
     ``max_iterations`` stops this call after that many iterations (the run stays resumable).
+    ``make_envs(task, env_config, num_envs, seed=, init_state_indices=)`` builds the vector env
+    (default :class:`SubprocVectorEnv`; tests pass a scripted one).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,23 +213,28 @@ def train_ppo(
     rng = np.random.default_rng(cfg.seed)
     K = init_policy.num_patterns
 
-    # ---- networks: actor from BC, frozen reference pi_init, fresh critic
+    # ---- networks: actor from BC, frozen reference pi_init, fresh critic; one optimiser
     actor = copy.deepcopy(init_policy)
     if cfg.min_init_std is not None:
         with torch.no_grad():
             actor.log_std.clamp_(min=math.log(cfg.min_init_std))
     reference = copy.deepcopy(actor).requires_grad_(False)  # pi_init, the KL anchor
     critic = Critic(init_policy, cfg.critic_hidden)
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr, eps=1e-5)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": actor.parameters(), "lr": cfg.actor_lr},
+            {"params": critic.parameters(), "lr": cfg.critic_lr},
+        ],
+        eps=1e-5,
+    )
+    params = [*actor.parameters(), *critic.parameters()]
     start_iter, global_step, rows = 0, 0, []
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         actor.load_state_dict(ck["actor"])
         critic.load_state_dict(ck["critic"])
-        actor_opt.load_state_dict(ck["actor_opt"])
-        critic_opt.load_state_dict(ck["critic_opt"])
+        optimizer.load_state_dict(ck["optimizer"])
         start_iter, global_step, rows = ck["iteration"], ck["global_step"], ck["curves"]
         torch.set_rng_state(ck["torch_rng"])
         if bonus is not None and "bonus" in ck:
@@ -189,7 +254,7 @@ def train_ppo(
 
     # ---- rollout storage
     N, S = cfg.num_envs, cfg.num_steps
-    envs = SubprocVectorEnv(
+    envs = (make_envs or SubprocVectorEnv)(
         task,
         env_config or EnvConfig(),
         N,
@@ -202,19 +267,32 @@ def train_ppo(
     b_logp, b_rew, b_done, b_val = (torch.zeros(S, N) for _ in range(4))
     b_z = torch.zeros(S, N, dtype=torch.long)
     t_start = time.time() - (rows[-1]["wall_s"] if rows else 0.0)
-    iteration = start_iter
+    stop_at = (
+        cfg.num_iterations
+        if max_iterations is None
+        else min(cfg.num_iterations, start_iter + max_iterations)
+    )
+    bar = tqdm(
+        total=cfg.num_iterations,
+        initial=start_iter,
+        desc=f"PPO {task.key} {out_dir.name}",
+        unit="it",
+        leave=False,
+        disable=None,  # off when stderr is not a terminal
+    )
     try:
         obs_np, _ = envs.reset()
         next_obs = torch.as_tensor(obs_vector(obs_np))
         next_done = torch.zeros(N)
         z_env = sample_z(N)
-        stop_at = (
-            cfg.num_iterations
-            if max_iterations is None
-            else min(cfg.num_iterations, start_iter + max_iterations)
-        )
+        traces: list[list[np.ndarray]] = [[] for _ in range(N)]  # each env's episode so far
         for iteration in range(start_iter, stop_at):
+            # iteration 1 rolls out the initial (BC) policy: the baseline of every snapshot series
+            snapshot = cfg.snapshot_every > 0 and (
+                iteration == 0 or (iteration + 1) % cfg.snapshot_every == 0
+            )
             # ---- 1. rollout
+            finished: list[dict] = []
             ep_success, ep_return = [], []
             for step in range(S):
                 global_step += N
@@ -225,26 +303,36 @@ def train_ppo(
                     b_logp[step] = dist.log_prob(action).sum(-1)
                     b_val[step] = critic(next_obs, z_arg(z_env))
                 b_act[step] = action
+                if cfg.snapshot_every > 0:
+                    for i in range(N):
+                        traces[i].append(next_obs[i].numpy())
                 obs_np, reward, terminated, truncated, infos = envs.step(
                     action.clamp(-1, 1).numpy()
                 )
-                reward = torch.as_tensor(reward)
                 for i, info in enumerate(infos):
                     if "episode" not in info:
                         continue
                     ep = info["episode"]
                     ep_success.append(float(ep["success"]))
                     ep_return.append(cfg.gamma ** (ep["length"] - 1) * float(ep["success"]))
-                    if truncated[i]:  # horizon cut, not a real end: bootstrap V(s_T)
-                        final = torch.as_tensor(obs_vector(ep["final_obs"]))[None]
-                        with torch.no_grad():
-                            reward[i] += cfg.gamma * critic(final, z_arg(z_env[i : i + 1]))[0]
+                    if snapshot and traces[i]:
+                        states = np.stack(traces[i])
+                        finished.append(
+                            {
+                                "states": states[:, : obs_np["state"].shape[-1]],
+                                "env_states": states[:, obs_np["state"].shape[-1] :],
+                                "success": bool(ep["success"]),
+                                "z": int(z_env[i]),
+                            }
+                        )
+                    traces[i] = []
                     z_env[i] = sample_z(1)[0]
-                b_rew[step] = reward
+                # the horizon is terminal: reward stays the env's 0/1, no bootstrap
+                b_rew[step] = torch.as_tensor(reward)
                 next_obs = torch.as_tensor(obs_vector(obs_np))
                 next_done = torch.as_tensor(terminated | truncated, dtype=torch.float32)
 
-            # ---- 2. MI baseline: discriminator bonus beta * log q(z|s)
+            # ---- 2. MI baseline: discriminator bonus beta * (log q(z|s) - log p(z))
             bonus_mean = 0.0
             if bonus is not None:
                 flat_obs, flat_z = b_obs.reshape(S * N, -1), b_z.reshape(-1)
@@ -255,20 +343,14 @@ def train_ppo(
                 bonus_mean = float(r_bonus.mean())
                 bonus.update(flat_obs, flat_z)
 
-            # ---- 3. GAE: delta_t = r_t + gamma V(s_{t+1}) (1 - done_{t+1}) - V(s_t)
+            # ---- 3. GAE
             with torch.no_grad():
                 next_value = critic(next_obs, z_arg(z_env))
-                adv = torch.zeros(S, N)
-                last = torch.zeros(N)
-                for t in reversed(range(S)):
-                    nonterminal = 1.0 - (next_done if t == S - 1 else b_done[t + 1])
-                    nv = next_value if t == S - 1 else b_val[t + 1]
-                    delta = b_rew[t] + cfg.gamma * nv * nonterminal - b_val[t]
-                    last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
-                    adv[t] = last
-                returns = adv + b_val
+                adv, returns = gae(
+                    b_rew, b_val, b_done, next_value, next_done, cfg.gamma, cfg.gae_lambda
+                )
 
-            # ---- 4. policy and value updates
+            # ---- 4. policy and value updates: one loss, one optimiser
             f_obs, f_act, f_logp = (
                 b_obs.reshape(S * N, -1),
                 b_act.reshape(S * N, -1),
@@ -278,23 +360,20 @@ def train_ppo(
             warmup = iteration < cfg.critic_warmup_iters
             mb_size = max(1, (S * N) // cfg.num_minibatches)
             approx_kls, kls_init, entropies, v_losses = [], [], [], []
+            epochs_run = 0
             for _epoch in range(cfg.update_epochs):
+                epochs_run += 1
+                epoch_kls = []
                 perm = torch.randperm(S * N)
                 for start in range(0, S * N, mb_size):
                     mb = perm[start : start + mb_size]
                     zb = f_z[mb] if K else None
                     v_loss = 0.5 * ((critic(f_obs[mb], zb) - f_ret[mb]) ** 2).mean()
-                    critic_opt.zero_grad()
-                    (cfg.vf_coef * v_loss).backward()
-                    nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-                    critic_opt.step()
-                    v_losses.append(float(v_loss.detach()))
-
                     dist = actor.dist(f_obs[mb], zb)
                     logratio = dist.log_prob(f_act[mb]).sum(-1) - f_logp[mb]
                     ratio = logratio.exp()
                     with torch.no_grad():  # k3 estimator of KL(pi_old || pi)
-                        approx_kls.append(float(((ratio - 1) - logratio).mean()))
+                        epoch_kls.append(float(((ratio - 1) - logratio).mean()))
                     a = f_adv[mb]
                     a = (a - a.mean()) / (a.std() + 1e-8) if len(mb) > 1 else a
                     pg_loss = torch.max(
@@ -304,17 +383,25 @@ def train_ppo(
                     kl_init = gaussian_kl(dist, reference.dist(f_obs[mb], zb)).mean()
                     entropies.append(float(entropy.detach()))
                     kls_init.append(float(kl_init.detach()))
-                    if warmup:
-                        continue
-                    loss = pg_loss - cfg.ent_coef * entropy + cfg.kl_coef * kl_init
-                    actor_opt.zero_grad()
+                    v_losses.append(float(v_loss.detach()))
+                    if warmup:  # the fresh critic learns first; the actor waits
+                        loss = cfg.vf_coef * v_loss
+                    else:
+                        loss = (
+                            pg_loss
+                            - cfg.ent_coef * entropy
+                            + cfg.kl_coef * kl_init
+                            + cfg.vf_coef * v_loss
+                        )
+                    optimizer.zero_grad()
                     loss.backward()
-                    nn.utils.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
-                    actor_opt.step()
-                if not warmup and cfg.target_kl is not None and np.mean(approx_kls) > cfg.target_kl:
+                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer.step()
+                approx_kls += epoch_kls
+                if not warmup and stop_early(epoch_kls, cfg.target_kl):
                     break
 
-            # ---- 5. learning curves and checkpoint
+            # ---- 5. learning curves, snapshots and checkpoint
             with torch.no_grad():
                 kl_now = float(
                     gaussian_kl(
@@ -334,10 +421,11 @@ def train_ppo(
                     "approx_kl": float(np.mean(approx_kls)),
                     "value_loss": float(np.mean(v_losses)),
                     "bonus": bonus_mean,
+                    "epochs": epochs_run,
                     "wall_s": time.time() - t_start,
                 }
             )
-            log.info(
+            log.debug(
                 "%s it %d/%d step %d: success %.2f (%d eps) KL-init %.4f",
                 out_dir.name,
                 iteration + 1,
@@ -347,15 +435,19 @@ def train_ppo(
                 len(ep_success),
                 kl_now,
             )
+            bar.update(1)
+            bar.set_postfix(success=f"{rows[-1]['success_rate']:.2f}", eps=len(ep_success))
             _write_curves(rows, out_dir)
+            if snapshot:
+                (out_dir / "snapshots").mkdir(exist_ok=True)
+                _atomic_pickle(finished, out_dir / "snapshots" / f"iter_{iteration + 1:05d}.pkl")
             last_iter = iteration + 1 == cfg.num_iterations
             if (iteration + 1) % cfg.checkpoint_every == 0 or last_iter or iteration + 1 == stop_at:
                 _atomic_save(
                     {
                         "actor": actor.state_dict(),
                         "critic": critic.state_dict(),
-                        "actor_opt": actor_opt.state_dict(),
-                        "critic_opt": critic_opt.state_dict(),
+                        "optimizer": optimizer.state_dict(),
                         "iteration": iteration + 1,
                         "global_step": global_step,
                         "curves": rows,
@@ -366,6 +458,7 @@ def train_ppo(
                     ckpt_path,
                 )
     finally:
+        bar.close()
         envs.close()
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     if len(curves):

@@ -1,13 +1,19 @@
-"""Closed-loop rollouts of a state policy into :class:`Episode` objects.
+"""Closed-loop rollouts of a state policy into :class:`Episode` objects, on a fixed schedule of
+init states.
 
-Rollouts are state-only (no cameras: several times faster); the dataset writer renders the
-kept episodes afterwards by replaying init state + actions. Every recorded episode keeps the
-sim state it started from, so it is replayable.
+Every source draws from one shared schedule per task (:func:`init_state_schedule`), so the DLR
+and O2O datasets of a task cover the same scene layouts: the comparison is between ways of
+solving the same scenes, not between sets of scenes. :func:`rollout_schedule` runs exactly one
+episode per schedule entry and keeps them all (successes and failures, each with its init
+state); the pipeline then picks the init states every source solved.
+Rollouts are state-only (no cameras); the dataset writer renders kept episodes afterwards by
+replaying init state + actions.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RolloutResult:
-    episodes: list[Episode]  # the kept ones (all, or successes only)
+    episodes: list[Episode]  # one per schedule entry, in schedule order
     attempted: int
     succeeded: int
 
@@ -33,35 +39,43 @@ class RolloutResult:
         return self.succeeded / max(self.attempted, 1)
 
 
-def collect(
+def init_state_schedule(task: TaskSpec, n: int, seed: int) -> list[int]:
+    """``n`` distinct init-state indices of ``task`` in a seeded random order (all of them, in
+    that order, when ``n`` exceeds the task's count). The same for every source of a task."""
+    order = np.random.default_rng([seed, task.index]).permutation(task.n_init_states)
+    return [int(i) for i in order[: min(n, task.n_init_states)]]
+
+
+def rollout_schedule(
     policy: GaussianPolicy,
     task: TaskSpec,
     pattern: int | None,
-    n_keep: int,
-    max_episodes: int,
+    schedule: Sequence[int],
     source: str,
     env_config: EnvConfig | None = None,
     num_envs: int = 2,
-    successes_only: bool = True,
     deterministic: bool = False,
-    init_state_indices: list[int] | None = None,
     seed: int = 0,
 ) -> RolloutResult:
-    """Roll ``policy`` (with z = ``pattern``) until ``n_keep`` episodes are kept or
-    ``max_episodes`` have finished. Episodes still running at the end are dropped."""
+    """One episode of ``policy`` (with z = ``pattern``) from each init state in ``schedule``.
+
+    Worker i runs ``schedule[i::num_envs]``; a worker that has finished its share keeps
+    stepping in lock-step and its extra episodes are dropped, so every entry is run exactly
+    once and the result does not depend on which worker finishes first.
+    """
     env_config = env_config or EnvConfig()
+    schedule = [int(s) for s in schedule]
+    num_envs = max(1, min(num_envs, len(schedule)))
     torch.manual_seed(seed)
-    indices = (
-        init_state_indices if init_state_indices is not None else list(range(task.n_init_states))
-    )
-    envs = SubprocVectorEnv(task, env_config, num_envs, init_state_indices=indices, seed=seed)
-    kept: list[Episode] = []
-    attempted = succeeded = 0
+    shares = [schedule[i::num_envs] for i in range(num_envs)]
+    done = [0] * num_envs  # episodes finished per worker
+    by_position: dict[int, Episode] = {}
+    envs = SubprocVectorEnv(task, env_config, num_envs, init_state_indices=schedule, seed=seed)
     try:
         obs, infos = envs.reset()
         starts = [(i["init_state"], i["init_state_index"]) for i in infos]
         buf = [{"states": [], "env_states": [], "actions": []} for _ in range(num_envs)]
-        while len(kept) < n_keep and attempted < max_episodes:
+        while any(d < len(s) for d, s in zip(done, shares, strict=True)):
             actions = policy.act(obs_vector(obs), pattern, deterministic=deterministic)
             for i in range(num_envs):
                 buf[i]["states"].append(obs["state"][i])
@@ -71,41 +85,34 @@ def collect(
             for i, info in enumerate(infos):
                 if "episode" not in info:
                     continue
-                success = bool(info["episode"]["success"])
-                attempted += 1
-                succeeded += success
-                if (
-                    (success or not successes_only)
-                    and len(kept) < n_keep
-                    and attempted <= max_episodes
-                ):
-                    kept.append(
-                        Episode(
-                            suite=task.suite,
-                            task_index=task.index,
-                            task_name=task.name,
-                            language=task.language,
-                            init_state=starts[i][0],
-                            actions=np.stack(buf[i]["actions"]),
-                            states=np.stack(buf[i]["states"]),
-                            env_states=np.stack(buf[i]["env_states"]),
-                            success=success,
-                            source=source,
-                            init_state_index=-1 if starts[i][1] is None else int(starts[i][1]),
-                            seed=seed,
-                            pattern_id=-1 if pattern is None else int(pattern),
-                            settle_steps=env_config.settle_steps,
-                        )
+                if done[i] < len(shares[i]):
+                    assert starts[i][1] == shares[i][done[i]], (starts[i], shares[i], done[i])
+                    by_position[i + num_envs * done[i]] = Episode(
+                        suite=task.suite,
+                        task_index=task.index,
+                        task_name=task.name,
+                        language=task.language,
+                        init_state=starts[i][0],
+                        actions=np.stack(buf[i]["actions"]),
+                        states=np.stack(buf[i]["states"]),
+                        env_states=np.stack(buf[i]["env_states"]),
+                        success=bool(info["episode"]["success"]),
+                        source=source,
+                        init_state_index=int(starts[i][1]),
+                        seed=seed,
+                        pattern_id=-1 if pattern is None else int(pattern),
+                        settle_steps=env_config.settle_steps,
                     )
+                    done[i] += 1
                 r = info["reset_info"]
                 starts[i] = (r["init_state"], r["init_state_index"])
                 buf[i] = {"states": [], "env_states": [], "actions": []}
     finally:
         envs.close()
-    log.info(
-        "%s pattern %s: kept %d, %d/%d successes", source, pattern, len(kept), succeeded, attempted
-    )
-    return RolloutResult(kept, attempted, succeeded)
+    episodes = [by_position[k] for k in sorted(by_position)]
+    succeeded = sum(e.success for e in episodes)
+    log.info("%s pattern %s: %d/%d successes", source, pattern, succeeded, len(episodes))
+    return RolloutResult(episodes, len(episodes), succeeded)
 
 
 def evaluate(
@@ -117,16 +124,10 @@ def evaluate(
     num_envs: int = 2,
     seed: int = 0,
 ) -> RolloutResult:
-    """Closed-loop success rate over ``episodes`` episodes (all kept, for their eef paths)."""
-    return collect(
-        policy,
-        task,
-        pattern,
-        n_keep=episodes,
-        max_episodes=episodes,
-        source="eval",
-        env_config=env_config,
-        num_envs=num_envs,
-        successes_only=False,
-        seed=seed,
+    """Closed-loop success over the first ``episodes`` init states of the task's shared
+    schedule (the same scenes for every pattern and source)."""
+    schedule = init_state_schedule(task, episodes, seed)
+    schedule = (schedule * (episodes // max(len(schedule), 1) + 1))[:episodes]
+    return rollout_schedule(
+        policy, task, pattern, schedule, "eval", env_config, num_envs, seed=seed
     )

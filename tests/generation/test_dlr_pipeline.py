@@ -2,6 +2,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -12,34 +13,61 @@ from generation.dlr import datasets as ds
 from generation.manifest import read_manifest, run_step
 
 
-def test_matched_sizes_are_exactly_equal_and_nested():
+def _on(episodes, states, success=True):
+    """Copies of ``episodes`` placed on init states ``states`` (one each)."""
+    import dataclasses
+
+    return [
+        dataclasses.replace(e, init_state_index=s, success=success)
+        for e, s in zip(episodes, states, strict=True)
+    ]
+
+
+def test_matched_datasets_share_init_states_and_sizes():
     eps = synthetic_demos(per_strategy=10)
-    available = {
-        "dlr": {0: eps[:7], 1: eps[10:19], 2: eps[20:25]},  # pattern 2 has only 5
-        "o2o": {-1: eps[:20]},
+    schedule = [7, 3, 9, 1, 4]
+    rollouts = {
+        # pattern 2 fails on init state 3; pattern 0 never reaches 4
+        "dlr": {
+            0: _on(eps[:4], schedule[:4]),
+            1: _on(eps[10:15], schedule),
+            2: _on(eps[20:21], [7])
+            + _on(eps[21:22], [3], success=False)
+            + _on(eps[22:25], [9, 1, 4]),
+        },
+        # O2O: 3 episodes per init state; one failure on 9
+        "o2o": {-1: _on(eps[:15], [s for s in schedule for _ in range(3)])},
     }
-    matched = ds.matched_episodes(available, target=30)
-    assert len(matched["dlr"]) == len(matched["o2o"]) == 15  # 3 patterns x 5
-    patterns = [
-        next(k for k, v in available["dlr"].items() if any(e is x for x in v))
+    rollouts["o2o"][-1][7] = _on([eps[7]], [9], success=False)[0]
+    states, matched = ds.matched_by_init_state(rollouts, n_states=5, per_state=3)
+    assert states == [7, 1]  # 3: DLR pattern 2 failed; 9: O2O 2/3; 4: pattern 0 absent
+    assert len(matched["dlr"]) == len(matched["o2o"]) == 6
+    for source in ("dlr", "o2o"):
+        assert [e.init_state_index for e in matched[source]] == [7, 7, 7, 1, 1, 1]
+        assert all(e.success for e in matched[source])
+    dlr_patterns = [
+        next(k for k, v in rollouts["dlr"].items() if any(e is x for x in v))
         for e in matched["dlr"]
     ]
-    assert patterns == [0, 1, 2] * 5  # balanced, round-robin
+    assert dlr_patterns == [0, 1, 2, 0, 1, 2]  # balanced per init state
+    # n_states caps, in schedule order
+    assert ds.matched_by_init_state(rollouts, n_states=1, per_state=3)[0] == [7]
+    # failures kept: every scheduled state where every source has its share
+    states_all, _ = ds.matched_by_init_state(
+        rollouts, n_states=5, per_state=3, successes_only=False
+    )
+    assert states_all == [7, 3, 9, 1]
+    # a pattern RL never solved is left out: 2 per init state for every source
+    rollouts["dlr"][2] = _on(eps[20:25], schedule, success=False)
+    states2, m2 = ds.matched_by_init_state(rollouts, n_states=5, per_state=3)
+    # 9 qualifies now: O2O needs 2 successes there, and has them
+    assert states2 == [7, 3, 9, 1] and len(m2["dlr"]) == len(m2["o2o"]) == 8
+
     sizes = ds.subset_dirs([3, 6, 50], smallest_task=15)
     assert sizes == [("n3", 3), ("n6", 6), ("full", None)]
     # the smallest task's count is a size the others can go beyond; equal to all: left out
     assert ds.subset_dirs([3, 6], smallest_task=6, largest_task=12)[1] == ("n6", 6)
     assert ds.subset_dirs([3, 6], smallest_task=6, largest_task=6) == [("n3", 3), ("full", None)]
-    subsets = [matched["dlr"][:n] for _, n in sizes]  # [:None] is all
-    assert all(
-        a == b[: len(a)] for a, b in zip(subsets, subsets[1:], strict=False)
-    )  # n1 ⊂ n2 ⊂ full
-    # a pattern RL never solved is left out; the others stay balanced
-    two = {"dlr": {0: eps[:7], 1: eps[10:19], 2: []}, "o2o": {-1: eps[:20]}}
-    m2 = ds.matched_episodes(two, target=30)
-    assert len(m2["dlr"]) == len(m2["o2o"]) == 14
-    # O2O's supply limits DLR too
-    assert ds.matched_per_task_count({"dlr": available["dlr"], "o2o": {-1: eps[:8]}}, 30) == 6
 
 
 def test_subsets_are_cut_from_full_without_rendering(tmp_path, monkeypatch, object_env):
@@ -159,14 +187,20 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
             "env_steps_per_pattern": 40,
             "vae": {"epochs": 3, "restarts": 1},
             "bc": {"epochs": 3, "hidden": 32},
-            "ppo": {"num_steps": 10, "update_epochs": 1, "num_minibatches": 1, "critic_hidden": 16},
             "eval_episodes": 0,
             "episodes_per_task": 2,
             "subset_sizes": [1],
             "max_attempts_per_kept": 1,
             "keep_failures": True,
             "image_size": 32,
-            "sources": ["dlr", "o2o", "mi"],
+            "sources": ["dlr", "o2o", "o2o_kl", "mi"],
+            "ppo": {
+                "num_steps": 10,
+                "update_epochs": 1,
+                "num_minibatches": 1,
+                "critic_hidden": 16,
+                "snapshot_every": 2,
+            },
         }
     )
     run = tmp_path / "run"
@@ -179,9 +213,11 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
         "reinforce/dlr/pattern_0",
         "reinforce/dlr/pattern_1",
         "reinforce/o2o",
+        "reinforce/o2o_kl",
         "reinforce/mi",
         "rollouts/dlr",
         "rollouts/o2o",
+        "analysis",
     ]:
         assert read_manifest(tdir / step)["status"] == "complete", step
     # equal total budgets: O2O and MI get K x the per-pattern budget
@@ -193,10 +229,23 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
         for k in range(2)
     )
     assert o2o_steps == dlr_steps
+    # O2O is ordinary PPO, o2o_kl carries DLR's leash
+    kl = {
+        s: read_manifest(tdir / f"reinforce/{s}")["config"]["reinforce"]["ppo"]["kl_coef"]
+        for s in ("o2o", "o2o_kl", "dlr/pattern_0")
+    }
+    assert kl["o2o"] == 0.0 and kl["o2o_kl"] == kl["dlr/pattern_0"] > 0
+    # occupancy: labelled final rollouts and PPO snapshots (iteration 1: the BC policy)
+    occupancy = pd.read_parquet(tdir / "analysis" / "occupancy.parquet")
+    assert {"rollouts", "ppo"} >= set(occupancy["stage"]) and "vae" in set(occupancy["labeler"])
     # matched datasets: exactly equal counts, nested subset, pattern ids balanced
-    full = {s: load_episodes(run / "datasets" / s / "full") for s in ("dlr", "o2o", "mi")}
-    assert len(full["dlr"]) == len(full["o2o"]) == len(full["mi"]) == 2
+    sources = ("dlr", "o2o", "o2o_kl", "mi")
+    full = {s: load_episodes(run / "datasets" / s / "full") for s in sources}
+    assert all(len(full[s]) == 2 for s in sources)
     assert sorted(e.pattern_id for e in full["dlr"]) == [0, 1]
+    # every source on the same init states
+    states = {s: [e.init_state_index for e in full[s]] for s in sources}
+    assert all(states[s] == states["dlr"] for s in sources), states
     assert {e.source for e in full["o2o"]} == {"o2o"} and {e.pattern_id for e in full["o2o"]} == {
         -1
     }
@@ -204,7 +253,7 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     full_meta = read_episode_meta(run / "datasets" / "dlr" / "full")
     assert len(n1) == 1 and np.array_equal(n1.init_state.iloc[0], full_meta.init_state.iloc[0])
     assert (run / "datasets" / "diversity.parquet").exists()
-    assert "dlr_over_o2o" in summary["datasets"]
+    assert (run / "datasets" / "diversity_ci.parquet").exists()
     # a second run skips every completed step
     again = run_generation(cfg, run)
     assert again["datasets"] == summary["datasets"]
