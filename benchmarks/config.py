@@ -52,7 +52,7 @@ class PretrainStageConfig(Strict):
 
     archs: list[str] = ["openvla"]
     preset: str = "tiny"
-    sources: list[Literal["dlr", "o2o", "mi"]] = ["dlr", "o2o"]
+    sources: list[Literal["dlr", "o2o", "o2o_kl", "mi"]] = ["dlr", "o2o"]
     sizes: list[str] = Field(
         default=["full"], description="dataset folders under datasets/<source>/, e.g. n6, full"
     )

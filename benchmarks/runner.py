@@ -82,6 +82,9 @@ def run_recipe(
     force: bool = False,
 ) -> dict[str, Path]:
     recipe = load_recipe(path, overrides)
+    if "generation" in recipe.stages:
+        for warning in section(recipe, "generation").budget_warnings():
+            log.warning(warning)
     run_dir = recipe.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = recipe.model_dump(mode="json")

@@ -1,12 +1,17 @@
 """What the generator did, per task: read from its manifests and learning curves only.
 
-Two tables for the report (the figures the DLR paper's method section rests on):
+Tables for the report (the figures the DLR paper's method section rests on):
   - ``generation_tasks``: demos, pattern discovery (episode NMI / ARI against the
     demonstrators' strategies, pattern sizes), how far apart the BC patterns' paths are, and
     the wall time of every step;
   - ``generation_success``: per source and pattern, closed-loop success of the BC policy
     (Learn), of PPO's first and last training iterations, and of the final policy's rollouts
-    (Reinforce), with counts so that small samples show as small.
+    (Reinforce), with counts so that small samples show as small;
+  - ``learning_curves``: PPO's success per iteration with its Wilson CI, KL to init, entropy;
+  - ``occupancy``: which ways of solving each task the rollouts use (VAE pattern and
+    demonstrator strategy), per source and pattern, during PPO and in the final rollouts;
+  - ``diversity_ci``: every source's diversity over O2O's with bootstrap CIs;
+and ``answers``: the collapse questions in a few sentences, computed from those tables.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluation.stats import wilson_interval
+from generation.dlr import occupancy as occ
 from generation.manifest import read_manifest
 
 STEPS = ("demos", "discover", "learn", "reinforce", "rollouts")
@@ -83,7 +90,7 @@ def generation_success(run_dir: Path) -> pd.DataFrame:
             if rollouts is None:
                 continue
             for pattern, stats in rollouts["result"].items():
-                key = "success_o2o" if source == "o2o" else f"success_pattern_{pattern}"
+                key = "success_o2o" if source in ("o2o", "o2o_kl") else f"success_pattern_{pattern}"
                 # MI trains one policy over sampled patterns; DLR one per pattern
                 rdir = d / "reinforce" / source
                 if source == "dlr":
@@ -116,3 +123,150 @@ def pooled_success(success: pd.DataFrame) -> pd.DataFrame:
     )
     g["bc_successes"] = g["bc_successes"].round().astype(int)
     return g.reset_index()
+
+
+def _runs(d: Path) -> list[tuple[str, int, Path]]:
+    """(source, pattern, folder) of every PPO run of a task (pattern -1: none or sampled)."""
+    out = []
+    for source_dir in sorted((d / "reinforce").glob("*")):
+        subs = sorted(source_dir.glob("pattern_*"))
+        if subs:
+            out += [(source_dir.name, int(p.name.split("_")[1]), p) for p in subs]
+        else:
+            out.append((source_dir.name, -1, source_dir))
+    return out
+
+
+def learning_curves(run_dir: Path) -> pd.DataFrame:
+    """PPO's learning curves, one row per (task, source, pattern, iteration)."""
+    frames = []
+    for suite, index, d in task_dirs(run_dir):
+        for source, pattern, rdir in _runs(d):
+            f = rdir / "curves.csv"
+            if not f.is_file():
+                continue
+            c = pd.read_csv(f)
+            if c.empty:
+                continue
+            episodes = c["episodes"].fillna(0).astype(int)
+            successes = (c["success_rate"].fillna(0) * episodes).round().astype(int)
+            ci = [wilson_interval(s, n) for s, n in zip(successes, episodes, strict=True)]
+            frames.append(
+                c.assign(
+                    task=f"{suite}/{index}",
+                    source=source,
+                    pattern=pattern,
+                    successes=successes,
+                    ci_low=[a for a, _ in ci],
+                    ci_high=[b for _, b in ci],
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def occupancy(run_dir: Path) -> pd.DataFrame:
+    """Mode occupancy summaries (``generation.dlr.occupancy.summarise``) of every task."""
+    frames = []
+    for _suite, _index, d in task_dirs(run_dir):
+        f, disc = d / "analysis" / "occupancy.parquet", _manifest(d / "discover")
+        demos = _manifest(d / "demos")
+        if not f.is_file() or disc is None:
+            continue
+        counts = pd.read_parquet(f)
+        if counts.empty:
+            continue
+        n_labels = {
+            "vae": len(disc["result"]["pattern_sizes"]),
+            "strategy": len((demos or {}).get("result", {}).get("strategies", [])) or 1,
+        }
+        failures = (_manifest(d / "analysis") or {}).get("config", {}).get("keep_failures")
+        episodes = "all kept (failures too)" if failures else "successes"
+        frames.append(occ.summarise(counts, n_labels).assign(episodes=episodes))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def diversity_ci(run_dir: Path) -> pd.DataFrame:
+    f = Path(run_dir) / "datasets" / "diversity_ci.parquet"
+    return pd.read_parquet(f) if f.is_file() else pd.DataFrame()
+
+
+def _rate(s: int, n: int) -> str:
+    lo, hi = wilson_interval(s, n)
+    return f"{s}/{n} = {s / n:.0%} [{lo:.0%}, {hi:.0%}]" if n else "no episodes"
+
+
+def answers(run_dir: Path) -> list[str]:
+    """The collapse questions, answered from the run's own tables (markdown bullets)."""
+    out = []
+    success = generation_success(run_dir)
+    if not success.empty:
+        lines = []
+        for r in success.itertuples():
+            bc_n = int(r.bc_episodes or 0)
+            bc_s = round((r.bc_success or 0) * bc_n)
+            lo_bc, hi_bc = wilson_interval(bc_s, bc_n)
+            lo_rl, hi_rl = wilson_interval(int(r.rollout_successes), int(r.rollout_attempts))
+            verdict = (
+                "higher (CIs apart)" if lo_rl > hi_bc
+                else "lower (CIs apart)" if hi_rl < lo_bc
+                else "not distinguishable (CIs overlap)"
+            )  # fmt: skip
+            who = r.source if r.pattern == "-" else f"{r.source} pattern {r.pattern}"
+            lines.append(
+                f"  - {r.task} {who}: BC {_rate(bc_s, bc_n)} -> after PPO "
+                f"{_rate(int(r.rollout_successes), int(r.rollout_attempts))}: {verdict}"
+            )
+        out.append("1. **Did PPO raise success over BC?**\n" + "\n".join(lines))
+    occupancy_summary = occupancy(run_dir)
+    if not occupancy_summary.empty:
+        lines = []
+        strat = occupancy_summary[occupancy_summary["labeler"] == "strategy"]
+        for (task, source, pattern), g in strat.groupby(["task", "source", "pattern"]):
+            ppo = g[g["stage"] == "ppo"].sort_values("iteration")
+            final = g[g["stage"] == "rollouts"]
+            if ppo.empty and final.empty:
+                continue
+            first = ppo.iloc[0] if len(ppo) else None
+            last = final.iloc[0] if len(final) else ppo.iloc[-1]
+            who = source if pattern < 0 else f"{source} pattern {pattern}"
+            start = (
+                f"{first.entropy:.2f} nats at iteration {first.iteration} (n={first.n})"
+                if first is not None
+                else "?"
+            )
+            lines.append(
+                f"  - {task} {who}: strategy entropy {start} -> {last.entropy:.2f} "
+                f"(n={last.n}, max {last.max_entropy:.2f}); shares {last.shares}"
+            )
+        leak = occupancy_summary[
+            (occupancy_summary["labeler"] == "vae")
+            & (occupancy_summary["stage"] == "rollouts")
+            & occupancy_summary.get("leakage", pd.Series(dtype=float)).notna()
+        ]
+        for r in leak.itertuples():
+            lines.append(
+                f"  - {r.task} {r.source} pattern {r.pattern}: leakage {r.leakage:.0%} of "
+                f"{r.n} successful rollouts labelled as another pattern by the VAE"
+            )
+        out.append(
+            "2. **Did O2O's strategy entropy fall during RL? Does DLR keep its patterns?**\n"
+            + "\n".join(lines)
+        )
+    cis = diversity_ci(run_dir)
+    if not cis.empty:
+        lines = []
+        for r in cis[cis["num"] == "dlr"].itertuples():
+            side = (
+                "DLR more diverse" if r.ci_low > 1
+                else "O2O more diverse" if r.ci_high < 1
+                else "no difference resolved"
+            )  # fmt: skip
+            lines.append(
+                f"  - {r.task} {r.scope} {r.metric}: {r.ratio:.2f} [{r.ci_low:.2f}, "
+                f"{r.ci_high:.2f}] ({side}; n={r.n_num}/{r.n_den}, {r.n_states} init states)"
+            )
+        out.append(
+            "3. **DLR/O2O diversity on successful, same-init-state episodes** "
+            "(ratio [bootstrap 95% CI]):\n" + "\n".join(lines)
+        )
+    return out

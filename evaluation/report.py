@@ -192,6 +192,71 @@ def _generation_sections(run_dir: Path, out_dir: Path, outputs: dict) -> list[st
             + to_markdown(success) + "\nPooled over tasks and patterns:\n\n"
             + to_markdown(pooled)
         )  # fmt: skip
+    sections += _collapse_sections(run_dir, out_dir, outputs)
+    return sections
+
+
+def _collapse_sections(run_dir: Path, out_dir: Path, outputs: dict) -> list[str]:
+    """Learning curves, mode occupancy and diversity with CIs, and the answers they give."""
+    from evaluation import generation_tables as gt
+    from evaluation.generation_plots import learning_curves_plot, occupancy_plot
+
+    sections = []
+    answers = gt.answers(run_dir)
+    if answers:
+        sections.append(
+            "## Does RL collapse? (answers from this run)\n\n" + "\n".join(answers) + "\n"
+        )
+    curves = gt.learning_curves(run_dir)
+    if not curves.empty:
+        outputs["learning_curves"] = learning_curves_plot(curves, out_dir / "learning_curves.png")
+        cols = ["task", "source", "pattern", "iteration", "global_step", "successes", "episodes",
+                "success_rate", "ci_low", "ci_high", "kl_to_init", "entropy", "approx_kl", "epochs"]  # fmt: skip
+        curves[cols].to_csv(out_dir / "learning_curves.csv", index=False)
+        outputs["learning_curves_csv"] = out_dir / "learning_curves.csv"
+        sections.append(
+            "## PPO learning curves\n\nTraining success per iteration (Wilson 95% band), KL to "
+            "the initial policy and entropy ([csv](learning_curves.csv)).\n\n"
+            "![learning curves](learning_curves.png)\n"
+        )
+    occ = gt.occupancy(run_dir)
+    if not occ.empty:
+        cols = [c for c in ("task", "source", "pattern", "stage", "iteration", "labeler", "n",
+                            "shares", "entropy", "max_entropy", "leakage", "episodes") if c in occ]  # fmt: skip
+        table = occ[cols]
+        outputs |= write_table(table, table, out_dir, "occupancy", "Mode occupancy")
+        outputs["occupancy_plot"] = occupancy_plot(occ, out_dir / "occupancy.png")
+        sections.append(
+            "## Mode occupancy\n\nWhich way of solving the task each episode uses (column "
+            "`episodes`: successes only, or failures too where the recipe keeps them): "
+            "`strategy` is the scripted demonstrators' strategy of the nearest demonstration "
+            "(1-NN on end-effector paths), `vae` the Discover VAE's pattern. `ppo` rows are PPO "
+            "training episodes at that iteration (iteration 1: the BC policy before any update), "
+            "`rollouts` the final policy's rollouts. Entropy in nats (max = log of the number "
+            "of labels: every mode used equally); leakage: share of a DLR pattern's episodes "
+            "that the VAE gives another pattern.\n\n![occupancy](occupancy.png)\n\n"
+            + to_markdown(table)
+        )
+    cis = gt.diversity_ci(run_dir)
+    if cis.empty and (run_dir / "datasets" / "diversity_ci.parquet").is_file():
+        sections.append(
+            "## Diversity ratios with bootstrap 95% CIs\n\n_None: fewer than two successful "
+            "episodes per source in the matched datasets (diversity is measured on successes "
+            "only). Raise the RL budget._\n"
+        )
+    if not cis.empty:
+        table = cis[["task", "num", "den", "scope", "metric", "num_value", "den_value", "ratio",
+                     "ci_low", "ci_high", "n_num", "n_den", "n_states"]]  # fmt: skip
+        outputs |= write_table(table, table, out_dir, "diversity_ci", "Diversity ratios with CIs")
+        sections.append(
+            "## Diversity ratios with bootstrap 95% CIs\n\nEach source's metric over O2O's, "
+            "on the successful episodes of the matched datasets (every source on the same init "
+            "states). `pooled`: over all of a task's episodes, episodes resampled; "
+            "`per_init_state`: within each init state, averaged over states, states resampled "
+            "(paired). Units: metres (distances, DTW), m^2 (variances of positions and path "
+            "lengths), unitless (direction variance), voxels of 2 cm (coverage).\n\n"
+            + to_markdown(table)
+        )
     return sections
 
 

@@ -336,6 +336,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
 
     # ---- analysis: mode occupancy of the rollouts and of PPO's snapshots
     analysis_cfg = {
+        "keep_failures": cfg.keep_failures,
         "discover": read_manifest(tdir / "discover")["config_hash"],
         "rollouts": {s: read_manifest(tdir / "rollouts" / s)["config_hash"] for s in cfg.sources},
         "reinforce": {k: read_manifest(v)["config_hash"] for k, v in final_dirs.items()},
@@ -367,9 +368,10 @@ def occupancy_counts(
     final_dirs: dict[str, Path],
     demos: list[Episode],
 ) -> pd.DataFrame:
-    """Long table of label counts over successful episodes: the final rollouts
-    (``stage='rollouts'``) and every PPO snapshot (``stage='ppo'``; iteration 1 is the BC
-    policy's own behaviour, before any update)."""
+    """Long table of label counts over the kept episodes (successes; failures too when
+    ``keep_failures``): the final rollouts (``stage='rollouts'``) and every PPO snapshot
+    (``stage='ppo'``; iteration 1 is the BC policy's own behaviour, before any update)."""
+    failures = cfg.keep_failures
     disc = Discovery.load(tdir / "discover" / "vae.pt")
     demo_paths = [e.eef_path for e in demos]
     demo_strategies = [e.strategy_id for e in demos]
@@ -409,12 +411,12 @@ def occupancy_counts(
                 stage="rollouts",
                 iteration=last_iter.get(run_key, 0),
             )
-            add(group, [(e.states, e.env_states) for e in eps if e.success])
+            add(group, [(e.states, e.env_states) for e in eps if e.success or failures])
         for key, d in final_dirs.items():
             if not key.startswith(f"{source}/"):
                 continue
             for iteration, eps in load_snapshots(d).items():
-                ok = [e for e in eps if e["success"]]
+                ok = [e for e in eps if e["success"] or failures]
                 zs = sorted({e["z"] for e in ok})
                 for z in zs:
                     group = dict(

@@ -70,3 +70,50 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     p.write_text("- a\n- b\n")
     with pytest.raises(RecipeError, match="must be a mapping"):
         load_recipe(p)
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if p.stem != "smoke"], ids=lambda p: p.name)
+def test_shipped_recipes_give_ppo_at_least_30_updates_per_run(path):
+    from benchmarks.config import section
+
+    recipe = load_recipe(path)
+    if "generation" not in recipe.stages:
+        pytest.skip("no generation stage")
+    cfg = section(recipe, "generation")
+    for source in cfg.sources:
+        assert cfg.source_ppo(source).num_iterations >= 30, (path.name, source)
+    assert cfg.budget_warnings() == []
+
+
+def test_per_source_ppo_settings():
+    from generation.dlr.pipeline import GenerationConfig
+
+    cfg = GenerationConfig.model_validate(
+        {
+            "env_steps_per_pattern": 100,
+            "ppo": {"kl_coef": 0.3, "num_steps": 50},
+            "o2o_kl": {"ppo": {"actor_lr": 1e-5}},
+            "sources": ["dlr", "o2o", "o2o_kl"],
+        }  # fmt: skip
+    )
+    dlr, o2o, o2o_kl = (cfg.source_ppo(s) for s in ("dlr", "o2o", "o2o_kl"))
+    assert dlr.kl_coef == o2o_kl.kl_coef == 0.3 and o2o.kl_coef == 0.0  # O2O: ordinary PPO
+    assert o2o_kl.actor_lr == 1e-5 and dlr.actor_lr == o2o.actor_lr == cfg.ppo.actor_lr
+    assert dlr.total_env_steps == 100 and o2o.total_env_steps == o2o_kl.total_env_steps == 300
+    assert dlr.num_iterations == 1
+    warnings = cfg.budget_warnings()
+    assert len(warnings) == 3 and "dlr gets 1 PPO update(s) per pattern (< 10)" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "ppo, expected",
+    [
+        ({"kl_coeff": 0.1}, "unknown PPO key 'kl_coeff'; allowed: actor_lr"),
+        ({"total_env_steps": 5}, "ppo.total_env_steps is set by the pipeline"),
+        ({"kl_coef": "lots"}, "kl_coef"),
+    ],
+)
+def test_per_source_ppo_keys_are_checked(ppo, expected):
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(_minimal(stages=["generation"], generation={"o2o": {"ppo": ppo}}), "r.yaml")
+    assert expected in str(e.value) and "generation.o2o.ppo" in str(e.value)

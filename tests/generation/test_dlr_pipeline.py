@@ -254,6 +254,19 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     assert len(n1) == 1 and np.array_equal(n1.init_state.iloc[0], full_meta.init_state.iloc[0])
     assert (run / "datasets" / "diversity.parquet").exists()
     assert (run / "datasets" / "diversity_ci.parquet").exists()
+    # the report answers the collapse questions from these artefacts
+    from evaluation.report import build_report
+
+    outputs = build_report(run)
+    text = outputs["report"].read_text()
+    for heading in (
+        "Does RL collapse?",
+        "PPO learning curves",
+        "Mode occupancy",
+        "Diversity ratios",
+    ):
+        assert heading in text, heading
+    assert outputs["learning_curves"].is_file() and outputs["occupancy_plot"].is_file()
     # a second run skips every completed step
     again = run_generation(cfg, run)
     assert again["datasets"] == summary["datasets"]

@@ -1,0 +1,101 @@
+"""Figures of the generator: PPO learning curves and mode occupancy over training.
+
+Pure functions of the tables in :mod:`evaluation.generation_tables` (frames in, PNG out).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+SOURCE_COLORS = {"dlr": "tab:red", "o2o": "tab:blue", "o2o_kl": "tab:purple", "mi": "tab:green"}
+PATTERN_STYLES = ["-", "--", ":", "-."]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(source: str, pattern: int) -> str:
+    return source if pattern < 0 else f"{source} z={pattern}"
+
+
+def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
+    """Per task a row: success per PPO iteration (Wilson 95% band), KL to init, entropy."""
+    if curves.empty:
+        return None
+    plt = _plt()
+    tasks = list(dict.fromkeys(curves["task"]))
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 3.6 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        for (source, pattern), g in curves[curves["task"] == task].groupby(["source", "pattern"]):
+            color = SOURCE_COLORS.get(source, "0.3")
+            style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
+            label = f"{_label(source, int(pattern))} (n={int(g['episodes'].sum())} eps)"
+            x = g["iteration"]
+            row[0].plot(x, 100 * g["success_rate"], style, color=color, label=label, marker=".")
+            row[0].fill_between(x, 100 * g["ci_low"], 100 * g["ci_high"], color=color, alpha=0.08)
+            row[1].plot(x, g["kl_to_init"], style, color=color, marker=".")
+            row[2].plot(x, g["entropy"], style, color=color, marker=".")
+        for ax, title, unit in zip(
+            row,
+            ["training success", "KL(pi || pi_init)", "policy entropy"],
+            ["success (%), Wilson 95% band", "nats per state", "nats"],
+            strict=True,
+        ):
+            ax.set_title(f"{task}: {title}")
+            ax.set_xlabel("PPO iteration")
+            ax.set_ylabel(unit)
+            ax.grid(alpha=0.3)
+        row[0].set_ylim(-3, 103)
+        row[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
+    """Strategy entropy of successful episodes over PPO iterations (iteration 1 = the BC
+    policy), per source and pattern; the final rollouts as the last point. One panel per
+    labeler (demonstrator strategy, VAE pattern) and task."""
+    if summary.empty:
+        return None
+    plt = _plt()
+    tasks = list(dict.fromkeys(summary["task"]))
+    labelers = [x for x in ("strategy", "vae") if x in set(summary["labeler"])]
+    fig, axes = plt.subplots(
+        len(tasks), len(labelers), figsize=(6.5 * len(labelers), 3.8 * len(tasks)), squeeze=False
+    )
+    for row, task in zip(axes, tasks, strict=True):
+        for ax, labeler in zip(row, labelers, strict=True):
+            s = summary[(summary["task"] == task) & (summary["labeler"] == labeler)]
+            for (source, pattern), g in s.groupby(["source", "pattern"]):
+                g = g.sort_values(["stage", "iteration"])  # "ppo" before "rollouts"
+                color = SOURCE_COLORS.get(source, "0.3")
+                style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
+                ppo = g[g["stage"] == "ppo"]
+                ax.plot(ppo["iteration"], ppo["entropy"], style, color=color, marker=".",
+                        label=_label(source, int(pattern)))  # fmt: skip
+                final = g[g["stage"] == "rollouts"]
+                ax.scatter(final["iteration"], final["entropy"], color=color, marker="*", s=80)
+            if len(s):
+                ax.axhline(s["max_entropy"].iloc[0], color="0.5", lw=0.8, ls=":")
+            ax.set_title(
+                f"{task}: {'demonstrator strategy' if labeler == 'strategy' else 'VAE pattern'}"
+            )
+            ax.set_xlabel("PPO iteration (star: final rollouts)")
+            ax.set_ylabel("entropy of successful episodes (nats)")
+            ax.set_ylim(bottom=-0.05)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
