@@ -111,7 +111,8 @@ def scaling_curves(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         ax.set_ylim(-3, 103)
         ax.set_ylabel("success rate (%), Wilson 95% CI")
         where = ", ".join(display.suite_label(s) for s in suites)
-        ax.set_title(f"{arch}: closed-loop success on {where}", fontsize=10)
+        mean = " (mean over suites)" if len(suites) > 1 else ""
+        ax.set_title(f"{arch}: closed-loop success on {where}{mean}", fontsize=10)
         _legend_outside(ax)
         out[arch] = _save(fig, out_dir / f"scaling_{arch}.png")
     return out
@@ -148,7 +149,8 @@ def read_learning_curves(run_dir: Path) -> pd.DataFrame:
         source = rel[3]
         pattern = int(rel[4].removeprefix("pattern_")) if rel[4].startswith("pattern_") else -1
         df = pd.read_csv(path)
-        if df.empty:
+        if df.empty or "global_step" not in df:
+            log.warning("%s has no rows or no global_step column: not plotted", path)
             continue
         frames.append(df.assign(suite=rel[0], task=rel[1], source=source, pattern=pattern))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -168,12 +170,13 @@ def _run_color(source: str, pattern: int) -> str:
 def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
     """PPO success, return and KL to the initial policy against env steps: a thin line per
     run (DLR's coloured by pattern), a thick line per source (mean over its runs)."""
-    if curves.empty:
+    panels = [p for p in LEARNING_PANELS if not curves.empty and p[0] in curves]
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(LEARNING_PANELS), figsize=(4.2 * len(LEARNING_PANELS), 3.4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     runs = curves.groupby(["suite", "task", "source", "pattern"], sort=True)
     sources = display.ordered(curves["source"])
-    for ax, (column, label, scale) in zip(axes, LEARNING_PANELS, strict=True):
+    for ax, (column, label, scale) in zip(axes[0], panels, strict=True):
         for (_, _, source, pattern), run in runs:
             ax.plot(run["global_step"], scale * run[column], color=_run_color(source, pattern),
                     lw=0.8, alpha=0.45, marker=".", ms=3)  # fmt: skip
@@ -197,7 +200,7 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
     ]  # fmt: skip
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False,
                fontsize=8)  # fmt: skip
-    n = _n_text(curves["episodes"].fillna(0))
+    n = _n_text(curves["episodes"].fillna(0)) if "episodes" in curves else "n unknown"
     fig.suptitle(f"PPO learning curves (Reinforce); episodes finished per iteration: {n}")
     fig.tight_layout()
     return _save(fig, path)
