@@ -84,19 +84,17 @@ def _unshown(folder: Path, index: str) -> tuple[list[Path], list[Path]]:
 
 
 def _clips_html(clips: list[Clip]) -> str:
-    groups: dict[str, list[Clip]] = {}
-    for clip in clips:
-        groups.setdefault(clip.group, []).append(clip)
-    parts = []
-    for group, members in groups.items():
-        cards = "".join(
-            f'<div class="clip" style="border-color:{c.color}"><video src="'
-            f'{_data_uri(c.webm, "video/webm")}" muted loop autoplay playsinline preload="auto" '
-            f'controls></video><b>{html.escape(group)}</b>{html.escape(c.caption)}</div>'
-            for c in members
-        )  # fmt: skip
-        parts.append(f'<div class="clips">{cards}</div>')
-    return "\n".join(parts)
+    """One wrapping row of cards, each with its group (source, pattern) over a coloured rule."""
+    cards = "".join(
+        f'<div class="clip" style="border-color:{c.color}"><video src="'
+        f'{_data_uri(c.webm, "video/webm")}" muted loop autoplay playsinline preload="auto" '
+        f"controls></video><b>{html.escape(c.group)}</b>{html.escape(c.caption)}</div>"
+        for c in clips
+    )
+    return f'<div class="clips">{cards}</div>'
+
+
+STAGE_ORDER = ("demos", "generation", "pretraining", "adaptation", "evaluation", "report")
 
 
 def _versions(run_dir: Path) -> str:
@@ -123,8 +121,9 @@ def _run_section(run_dir: Path) -> str:
     parts = ['<section id="run"><h2>The run</h2>']
     timings = run_dir / "timings.json"
     if timings.is_file():
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
-                       for k, v in json.loads(timings.read_text()).items())  # fmt: skip
+        times = json.loads(timings.read_text())
+        order = sorted(times, key=lambda k: (STAGE_ORDER + (k,)).index(k))
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{times[k]:.1f}</td></tr>" for k in order)
         parts.append(
             f"<h3>Stage wall time (s, last <code>dlr run</code>)</h3><table>{rows}</table>"
         )

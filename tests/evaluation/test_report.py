@@ -196,3 +196,21 @@ def test_html_shows_tables_and_figures_added_later(smoke_run: Path, tmp_path: Pa
     assert "<h3" in page and ">occupancy</h3>" in page and "<td>dlr</td>" in page
     assert page.count("data:image/png") == len(list((run / "report").glob("*.png")))
     assert page.count("<table>") > 5 and "data:video/webm" not in page
+
+
+def test_evaluation_clips_say_success_from_the_episode_cache(tmp_path: Path) -> None:
+    from evaluation.report_media import evaluation_clips
+    from evaluation.video import write_video
+
+    policy = Path("openvla/dlr/n6/libero_spatial")
+    frames = np.zeros((5, 16, 16, 3), np.uint8)
+    frames[:, 4:8, 4:8] = 255
+    write_video(tmp_path / "videos" / policy / "task0_seed0_init1.mp4", frames)
+    cache = tmp_path / "episodes" / policy / "task0_seed0_h100.jsonl"
+    cache.parent.mkdir(parents=True)
+    cache.write_text('{"init_state_index": 0, "success": false}\n'
+                     '{"init_state_index": 1, "success": true}\n')  # fmt: skip
+    (clip,) = evaluation_clips(tmp_path)
+    assert clip.group == "openvla DLR n6"
+    assert clip.caption == "Spatial, task0 seed0 init1 success"
+    assert clip.webm[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) header
