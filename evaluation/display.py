@@ -46,7 +46,7 @@ DIVERSITY_METRICS = {
     "final_state_variance": ("final-state variance", "m²"),
     "direction_variance": ("direction variance", "unit vectors, total variance"),
     "path_length_variance": ("path-length variance", "m²"),
-    "mean_pairwise_dtw": ("mean pairwise DTW", "m, summed over 50 aligned points"),
+    "mean_pairwise_dtw": ("mean pairwise DTW", "m, summed along the warping path"),
     "state_coverage": ("state coverage", "2 cm voxels visited"),
 }
 
