@@ -14,9 +14,15 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 log = logging.getLogger("dlr")
+
+
+NOISY_LOGGERS = ("robosuite", "libero", "datasets", "urllib3", "matplotlib", "PIL", "httpx",
+                 "OpenGL", "lerobot.configs.video")  # fmt: skip
+NOISY_STDOUT = (b"[info] ",)  # LIBERO prints these whenever any process looks up a suite
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -25,8 +31,42 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("robosuite", "libero", "datasets", "urllib3", "matplotlib", "PIL", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        for noisy in NOISY_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class StdoutFilter:
+    """Drop lines that start with ``prefixes`` from file descriptor 1: print() calls inside
+    libraries, in this process and in the worker processes it spawns (they inherit fd 1)."""
+
+    def __init__(self, prefixes: tuple[bytes, ...]):
+        self.prefixes = prefixes
+        sys.stdout.flush()
+        self.real = os.dup(1)
+        read, write = os.pipe()
+        os.dup2(write, 1)
+        os.close(write)
+        self.thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, read: int) -> None:
+        with os.fdopen(read, "rb") as src, os.fdopen(os.dup(self.real), "wb", buffering=0) as dst:
+            for line in src:
+                if not line.startswith(self.prefixes):
+                    dst.write(line)
+
+    def close(self) -> None:
+        sys.stdout.flush()
+        os.dup2(self.real, 1)  # this process no longer writes into the pipe
+        self.thread.join(timeout=5)  # a worker still alive keeps the pipe open: don't wait on it
+        os.close(self.real)
+
+
+def _quiet() -> StdoutFilter:
+    """Without ``-v``: no per-call "Map:" bars of `datasets`, no LIBERO ``[info]`` lines."""
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # spawned workers inherit it
+    return StdoutFilter(NOISY_STDOUT)
 
 
 # ----------------------------------------------------------------------------- info
@@ -156,7 +196,7 @@ def cmd_report(args) -> int:
     outputs = build_report(run_dir)
     for name, path in sorted(outputs.items()):
         print(f"  {name:24s} {path}")
-    print(f"report -> {run_dir / 'report' / 'report.md'}")
+    print(f"report -> {outputs['html']} (also {outputs['report'].name} beside it)")
     return 0
 
 
@@ -209,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dlr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="debug logging, library progress bars and LIBERO's [info] lines",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("info", help="list suites, tasks and demonstrator coverage")
@@ -325,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    quiet = None if args.verbose else _quiet()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
@@ -337,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr
         )
         return 130
+    finally:
+        if quiet is not None:
+            quiet.close()
 
 
 if __name__ == "__main__":

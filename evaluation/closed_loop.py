@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -122,6 +122,7 @@ def episode_seed(seed: int, task_index: int, init_state_index: int) -> int:
     return (seed * 1_000_003 + task_index * 1_009 + init_state_index) % (2**31)
 
 
+PROGRESS_POLL_S = 2.0  # how often the progress bar re-reads the workers' episode caches
 MAX_CACHED_ENVS = 2  # building an env takes seconds; each holds a MuJoCo model and a GL context
 _ENVS = EnvCache(MAX_CACHED_ENVS)  # this process's envs by (suite, task, image size)
 
@@ -149,8 +150,13 @@ def close_env() -> None:
     _ENVS.close()
 
 
-def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:
-    """Run the group's episodes not yet in its cache; return how many were run."""
+def run_group(
+    group: EpisodeGroup,
+    runner: PolicyRunner | None = None,
+    on_episode: Callable[[dict], None] | None = None,
+) -> int:
+    """Run the group's episodes not yet in its cache; return how many were run.
+    ``on_episode`` gets each finished episode's cache row (the in-process progress bar)."""
     import torch
 
     if runner is None:
@@ -182,14 +188,14 @@ def run_group(group: EpisodeGroup, runner: PolicyRunner | None = None) -> int:
         if record:
             name = f"task{group.task_index}_seed{group.seed}_init{index}.mp4"
             write_video(Path(group.video_dir) / name, frames)
-        _append_cache(
-            group.cache_file,
-            {
-                "suite": group.suite, "task_index": group.task_index, "task": env.task.name,
-                "seed": group.seed, "init_state_index": index, "success": success,
-                "length": length, "pid": os.getpid(),
-            },
-        )  # fmt: skip
+        row = {
+            "suite": group.suite, "task_index": group.task_index, "task": env.task.name,
+            "seed": group.seed, "init_state_index": index, "success": success,
+            "length": length, "pid": os.getpid(),
+        }  # fmt: skip
+        _append_cache(group.cache_file, row)
+        if on_episode is not None:
+            on_episode(row)
     return len(todo)
 
 
@@ -263,12 +269,40 @@ class EvalPool:
         self.close()
 
 
+class _Progress:
+    """A tqdm bar of episodes done out of the total, with successes and ETA; worker processes
+    report through their cache files, which :meth:`poll` re-reads."""
+
+    def __init__(self, groups: list[EpisodeGroup], desc: str):
+        from tqdm.auto import tqdm
+
+        self.todo: dict[str, set[int]] = {}
+        for g in groups:
+            self.todo.setdefault(g.cache_file, set()).update(g.init_state_indices)
+        total = sum(len(v) for v in self.todo.values())
+        self.bar = tqdm(total=total, desc=desc, unit="episode", dynamic_ncols=True, leave=False)
+        self.successes = 0
+
+    def episode(self, row: dict) -> None:
+        self.successes += bool(row["success"])
+        self.bar.set_postfix(successes=self.successes, refresh=False)
+        self.bar.update(1)
+
+    def poll(self) -> None:
+        rows = [r for f, todo in self.todo.items() for r in read_cache(f)
+                if r["init_state_index"] in todo]  # fmt: skip
+        self.successes = sum(bool(r["success"]) for r in rows)
+        self.bar.set_postfix(successes=self.successes, refresh=False)
+        self.bar.update(len(rows) - self.bar.n)
+
+
 def _run_groups(
-    groups: list[EpisodeGroup], pool: EvalPool, max_retries: int, error_log: Path
+    groups: list[EpisodeGroup], pool: EvalPool, max_retries: int, error_log: Path, desc: str = ""
 ) -> list[EpisodeGroup]:
     """Run every group, retrying crashed ones; return the groups that kept failing."""
     attempts = {g: 0 for g in groups}
     failed: list[EpisodeGroup] = []
+    progress = _Progress(groups, desc)
 
     def crashed(group: EpisodeGroup, err: BaseException) -> bool:
         attempts[group] += 1
@@ -287,31 +321,35 @@ def _run_groups(
         return retry
 
     pending = list(groups)
-    if pool.num_workers <= 1:
-        while pending:
-            group = pending.pop(0)
-            try:
-                run_group(group, pool.local_runner(group.policy))
-            except Exception as err:  # noqa: BLE001 - any crash is retried, then reported
-                if crashed(group, err):
-                    pending.append(group)
-        return failed
+    try:
+        if pool.num_workers <= 1:
+            while pending:
+                group = pending.pop(0)
+                try:
+                    run_group(group, pool.local_runner(group.policy), progress.episode)
+                except Exception as err:  # noqa: BLE001 - any crash is retried, then reported
+                    if crashed(group, err):
+                        pending.append(group)
+            return failed
 
-    while pending:
-        executor = pool.executor()
-        futures = {executor.submit(run_group, g): g for g in pending}
-        pending, broken = [], False
-        while futures:
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                group = futures.pop(future)
-                err = future.exception()
-                broken = broken or isinstance(err, BrokenProcessPool)
-                if err is not None and crashed(group, err):
-                    pending.append(group)
-        if broken:  # a dead worker broke the pool: fresh processes run the retries
-            pool.discard()
-    return failed
+        while pending:
+            executor = pool.executor()
+            futures = {executor.submit(run_group, g): g for g in pending}
+            pending, broken = [], False
+            while futures:
+                finished, _ = wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_COMPLETED)
+                progress.poll()
+                for future in finished:
+                    group = futures.pop(future)
+                    err = future.exception()
+                    broken = broken or isinstance(err, BrokenProcessPool)
+                    if err is not None and crashed(group, err):
+                        pending.append(group)
+            if broken:  # a dead worker broke the pool: fresh processes run the retries
+                pool.discard()
+        return failed
+    finally:
+        progress.bar.close()
 
 
 def evaluate(
@@ -386,7 +424,7 @@ def evaluate(
         if own:
             pool = EvalPool(num_workers, policy_path_or_fn if is_fn else None, device)
         try:
-            failed = _run_groups(groups, pool, max_retries, cache_dir / "errors.log")
+            failed = _run_groups(groups, pool, max_retries, cache_dir / "errors.log", run_folder)
         finally:
             if own:
                 pool.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-SOURCE_COLORS = {"dlr": "tab:red", "o2o": "tab:blue", "o2o_kl": "tab:purple", "mi": "tab:green"}
+from evaluation import display
+
 PATTERN_STYLES = ["-", "--", ":", "-."]
 
 
@@ -23,7 +24,8 @@ def _plt():
 
 
 def _label(source: str, pattern: int) -> str:
-    return source if pattern < 0 else f"{source} z={pattern}"
+    name = display.source_label(source)
+    return name if pattern < 0 else f"{name} {display.pattern_label(pattern)}"
 
 
 def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
@@ -35,14 +37,15 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
     fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 3.6 * len(tasks)), squeeze=False)
     for row, task in zip(axes, tasks, strict=True):
         for (source, pattern), g in curves[curves["task"] == task].groupby(["source", "pattern"]):
-            color = SOURCE_COLORS.get(source, "0.3")
+            color = display.source_color(source)
             style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
             label = f"{_label(source, int(pattern))} (n={int(g['episodes'].sum())} eps)"
             x = g["iteration"]
             row[0].plot(x, 100 * g["success_rate"], style, color=color, label=label, marker=".")
             row[0].fill_between(x, 100 * g["ci_low"], 100 * g["ci_high"], color=color, alpha=0.08)
-            row[1].plot(x, g["kl_to_init"], style, color=color, marker=".")
-            row[2].plot(x, g["entropy"], style, color=color, marker=".")
+            for ax, column in ((row[1], "kl_to_init"), (row[2], "entropy")):
+                if column in g:
+                    ax.plot(x, g[column], style, color=color, marker=".")
         for ax, title, unit in zip(
             row,
             ["training success", "KL(pi || pi_init)", "policy entropy"],
@@ -78,7 +81,7 @@ def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
             s = summary[(summary["task"] == task) & (summary["labeler"] == labeler)]
             for (source, pattern), g in s.groupby(["source", "pattern"]):
                 g = g.sort_values(["stage", "iteration"])  # "ppo" before "rollouts"
-                color = SOURCE_COLORS.get(source, "0.3")
+                color = display.source_color(source)
                 style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
                 ppo = g[g["stage"] == "ppo"]
                 ax.plot(ppo["iteration"], ppo["entropy"], style, color=color, marker=".",

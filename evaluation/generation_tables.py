@@ -146,8 +146,8 @@ def learning_curves(run_dir: Path) -> pd.DataFrame:
             if not f.is_file():
                 continue
             c = pd.read_csv(f)
-            if c.empty:
-                continue
+            if c.empty or not {"iteration", "episodes", "success_rate"} <= set(c.columns):
+                continue  # older or partial curves: nothing to plot per iteration
             episodes = c["episodes"].fillna(0).astype(int)
             successes = (c["success_rate"].fillna(0) * episodes).round().astype(int)
             ci = [wilson_interval(s, n) for s, n in zip(successes, episodes, strict=True)]

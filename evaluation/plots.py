@@ -1,4 +1,9 @@
-"""Report plots: scaling curves from results, t-SNE and pairwise distances from datasets."""
+"""Report plots: success and held-out error against pretraining size, PPO learning curves,
+and t-SNE / pairwise distances of end-effector trajectories.
+
+Every figure takes its colours, markers and labels from :mod:`evaluation.display`, puts its
+legend outside the data, and says how many episodes stand behind each point.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from evaluation import display  # noqa: E402
 from evaluation.stats import pool, suite_average  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-SOURCE_ORDER = ("none", "o2o", "dlr", "mi")
-SOURCE_COLORS = {"none": "0.4", "o2o": "tab:blue", "dlr": "tab:red", "mi": "tab:green"}
+DODGE = 0.12  # x offset between sources at one size, in units of the gap between sizes
 
 
 def _save(fig, path: Path) -> Path:
@@ -31,11 +36,57 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _sources(values) -> list[str]:
-    present = list(dict.fromkeys(values))
-    return [s for s in SOURCE_ORDER if s in present] + sorted(
-        s for s in present if s not in SOURCE_ORDER
-    )
+def _legend_outside(ax) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
+
+
+def _n_text(counts) -> str:
+    """``n=2`` or ``n=2-10``: episodes behind each point of a line."""
+    lo, hi = int(np.min(counts)), int(np.max(counts))
+    return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+
+
+def _size_positions(sizes) -> dict[int, float]:
+    """Evenly spaced x positions for the pretraining sizes (0 = none first): sizes of a run
+    can span 3 to 3000, and a log axis has no place for 0."""
+    return {size: float(i) for i, size in enumerate(sorted(set(int(s) for s in sizes)))}
+
+
+def _size_axis(ax, positions: dict[int, float]) -> None:
+    ax.set_xticks(list(positions.values()))
+    ax.set_xticklabels(["0\n(none)" if s == 0 else str(s) for s in positions])
+    ax.set_xlim(-0.5, max(positions.values()) + 0.5)
+    ax.set_xlabel("pretraining episodes (one tick per dataset size)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _dodged(sources: list[str]) -> dict[str, float]:
+    """An x offset per pretrained source so that equal values at one size stay apart."""
+    pretrained = [s for s in sources if s != "none"]
+    mid = (len(pretrained) - 1) / 2
+    return {"none": 0.0} | {s: DODGE * (i - mid) for i, s in enumerate(pretrained)}
+
+
+def _errorbar_lines(ax, points: pd.DataFrame, value: str, low: str, high: str, unit: str) -> None:
+    """A line per source over size positions, a point and error bar per size, ``none`` as a
+    single point with a thin reference line; n (episodes per point) in each legend label."""
+    positions = _size_positions(points["size"])
+    sources = display.ordered(points["source"])
+    offsets = _dodged(sources)
+    for source in sources:
+        line = points[points["source"] == source].sort_values("size")
+        x = np.array([positions[int(s)] for s in line["size"]]) + offsets[source]
+        y = line[value].to_numpy()
+        yerr = np.vstack([y - line[low].to_numpy(), line[high].to_numpy() - y])
+        color = display.source_color(source)
+        label = f"{display.source_label(source)} ({_n_text(line['episodes'])}{unit})"
+        if source == "none":
+            label = f"none, no pretraining ({_n_text(line['episodes'])}{unit})"
+            ax.axhline(y[0], color=color, ls=":", lw=1, alpha=0.7, zorder=1)
+        ax.errorbar(x, y, yerr=yerr, color=color, marker=display.source_marker(source),
+                    ls="-" if source != "none" else "none", capsize=3, ms=6, label=label,
+                    clip_on=False, zorder=3)  # fmt: skip
+    _size_axis(ax, positions)
 
 
 # --------------------------------------------------------------------------- scaling
@@ -46,61 +97,44 @@ def scaling_points(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def scaling_curves(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """One PNG per arch: success vs pretraining size, a line and CI band per source.
-
-    ``none`` (no pretraining, size 0) is drawn as a dashed horizontal reference.
-    """
+    """One PNG per arch: closed-loop success % against pretraining size, a line per source
+    with Wilson 95% error bars, sources side by side at each size."""
     points = scaling_points(results)
     out = {}
     for arch in sorted(points["arch"].unique()):
-        sub = points[points["arch"] == arch]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        sizes = sorted(s for s in sub["size"].unique() if s > 0)
-        for source in _sources(sub["source"]):
-            line = sub[sub["source"] == source].sort_values("size")
-            color = SOURCE_COLORS.get(source)
-            rate, lo, hi = (100 * line[c].to_numpy() for c in ("success_rate", "ci_low", "ci_high"))
-            if source == "none" or (line["size"] == 0).all():
-                if sizes:
-                    ax.axhline(rate[0], color=color, ls="--", label=source)
-                    ax.axhspan(lo[0], hi[0], color=color, alpha=0.15)
-                continue
-            ax.plot(line["size"], rate, marker="o", color=color, label=source)
-            ax.fill_between(line["size"], lo, hi, color=color, alpha=0.2)
-        if sizes and sizes[-1] / max(sizes[0], 1) >= 10:
-            ax.set_xscale("log")
-        ax.set_xlabel("pretraining episodes")
-        ax.set_ylabel("success % (mean over suites)")
-        ax.set_title(f"{arch}: scaling with pretraining data")
-        ax.set_ylim(bottom=0)
-        ax.legend()
+        sub = points[points["arch"] == arch].copy()
+        for c in ("success_rate", "ci_low", "ci_high"):
+            sub[c] = 100 * sub[c]
+        suites = sorted(results.loc[results["arch"] == arch, "suite"].unique())
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        _errorbar_lines(ax, sub, "success_rate", "ci_low", "ci_high", " episodes per point")
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("success rate (%), Wilson 95% CI")
+        where = ", ".join(display.suite_label(s) for s in suites)
+        mean = " (mean over suites)" if len(suites) > 1 else ""
+        ax.set_title(f"{arch}: closed-loop success on {where}{mean}", fontsize=10)
+        _legend_outside(ax)
         out[arch] = _save(fig, out_dir / f"scaling_{arch}.png")
     return out
 
 
 def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """One PNG per arch: held-out action MSE vs pretraining size (mean over suites and tasks,
-    episode-weighted), a line per source with 95% error bars; ``none`` dashed."""
+    """One PNG per arch: held-out action MSE against pretraining size (mean over suites and
+    tasks, episode-weighted), a line per source with 95% error bars (1.96 SE)."""
     from evaluation.offline import pool_offline
 
     points = pool_offline(offline, ["arch", "source", "size"])
-    points["ci"] = 1.96 * points["se"]
+    points["low"] = points["action_mse"] - 1.96 * points["se"]
+    points["high"] = points["action_mse"] + 1.96 * points["se"]
     out = {}
     for arch in sorted(points["arch"].unique()):
         sub = points[points["arch"] == arch]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for source in _sources(sub["source"]):
-            line = sub[sub["source"] == source].sort_values("size")
-            color = SOURCE_COLORS.get(source)
-            if (line["size"] <= 0).all():
-                ax.axhline(line["action_mse"].iloc[0], color=color, ls="--", label=source)
-                continue
-            ax.errorbar(line["size"], line["action_mse"], yerr=line["ci"], marker="o", color=color,
-                        capsize=3, label=source)  # fmt: skip
-        ax.set_xlabel("pretraining episodes")
-        ax.set_ylabel("held-out action MSE (lower is better)")
-        ax.set_title(f"{arch}: held-out action error")
-        ax.legend()
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        _errorbar_lines(ax, sub, "action_mse", "low", "high", " held-out episodes")
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("action MSE (actions in [-1, 1])\nlower is better")
+        ax.set_title(f"{arch}: held-out action error, 95% CI", fontsize=10)
+        _legend_outside(ax)
         out[arch] = _save(fig, out_dir / f"offline_{arch}.png")
     return out
 
@@ -164,49 +198,64 @@ def _order(ts: TrajectorySet) -> np.ndarray:
 
 
 def tsne_plot(trajs: Mapping[str, TrajectorySet], path: Path, seed: int = 0) -> Path | None:
-    """t-SNE of all sources' paths in one embedding; a panel per source, coloured by pattern."""
+    """t-SNE of all sources' paths in one embedding; a panel per source, coloured by pattern
+    (episodes without one in grey), one legend for all panels."""
     from sklearn.manifold import TSNE
 
-    sources = [s for s in _sources(trajs) if len(trajs[s].paths)]
+    sources = [s for s in display.ordered(trajs) if len(trajs[s].paths)]
     if sum(len(trajs[s].paths) for s in sources) < 3:
         return None
     x = np.concatenate([trajs[s].paths.reshape(len(trajs[s].paths), -1) for s in sources])
     perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(
-        x
-    )
+    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca")
+    emb = tsne.fit_transform(x)
     fig, axes = plt.subplots(
-        1, len(sources), figsize=(4 * len(sources), 3.8), squeeze=False, sharex=True, sharey=True
+        1, len(sources), figsize=(3.6 * len(sources), 3.6), squeeze=False, sharex=True, sharey=True
     )
-    start = 0
+    start, shown = 0, {}
     for ax, source in zip(axes[0], sources, strict=True):
         ts = trajs[source]
         part = emb[start : start + len(ts.paths)]
         start += len(ts.paths)
         for pattern in np.unique(ts.pattern_ids):
             mask = ts.pattern_ids == pattern
-            label = "none" if pattern < 0 else f"pattern {pattern}"
-            ax.scatter(part[mask, 0], part[mask, 1], s=10, label=label)
-        ax.set_title(f"{source} ({len(ts.paths)} episodes)")
+            label = display.pattern_label(int(pattern))
+            shown[label] = ax.scatter(part[mask, 0], part[mask, 1], s=14, label=label,
+                                      color=display.pattern_color(int(pattern)))  # fmt: skip
+        ax.set_title(f"{display.source_label(source)} (n={len(ts.paths)} episodes)", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(fontsize=7, markerscale=1.5)
-    fig.suptitle("t-SNE of end-effector trajectories")
+    order = sorted(shown, key=lambda lab: (lab != "no pattern", lab))
+    fig.legend([shown[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.9),
+               frameon=False, fontsize=8)  # fmt: skip
+    fig.suptitle("t-SNE of end-effector paths (resampled to 50 points), coloured by pattern")
+    fig.tight_layout()
     return _save(fig, path)
+
+
+def _blocks(ts: TrajectorySet, order: np.ndarray) -> list[float]:
+    """Where (task, pattern) changes along the sorted episodes: lines between DLR's blocks."""
+    keys = list(zip(ts.tasks[order].astype(str), ts.pattern_ids[order], strict=True))
+    return [i - 0.5 for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
 
 
 def pairwise_plot(trajs: Mapping[str, TrajectorySet], path: Path) -> Path | None:
     """A pairwise-distance matrix per source, episodes sorted by task then pattern."""
-    sources = [s for s in _sources(trajs) if len(trajs[s].paths) >= 2]
+    sources = [s for s in display.ordered(trajs) if len(trajs[s].paths) >= 2]
     if not sources:
         return None
-    mats = {s: pairwise_distances(trajs[s].paths[_order(trajs[s])]) for s in sources}
+    orders = {s: _order(trajs[s]) for s in sources}
+    mats = {s: pairwise_distances(trajs[s].paths[orders[s]]) for s in sources}
     vmax = max(float(m.max()) for m in mats.values()) or 1.0
-    fig, axes = plt.subplots(1, len(sources), figsize=(4 * len(sources), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(sources), figsize=(3.8 * len(sources), 3.6), squeeze=False)
     for ax, source in zip(axes[0], sources, strict=True):
         image = ax.imshow(mats[source], cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(f"{source}: sorted by task, pattern")
-        ax.set_xlabel("episode")
+        for edge in _blocks(trajs[source], orders[source]):
+            ax.axhline(edge, color="white", lw=0.6)
+            ax.axvline(edge, color="white", lw=0.6)
+        n = len(mats[source])
+        ax.set_title(f"{display.source_label(source)} (n={n} episodes)", fontsize=10)
+        ax.set_xlabel("episode (by task, then pattern)")
         ax.set_ylabel("episode")
-    fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean eef distance (m)")
+    fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean end-effector distance (m)")
     return _save(fig, path)

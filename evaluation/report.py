@@ -1,15 +1,19 @@
 """The benchmark report: pure functions of a run's results, diversity metrics and datasets.
 
-``build_report(runs/<x>)`` reads ``evaluation/results.parquet``, ``evaluation/diversity.parquet``
-and the generated datasets (``datasets/<source>/full``) and writes into ``report/``:
+``build_report(runs/<x>)`` reads ``evaluation/results.parquet``, ``evaluation/diversity.parquet``,
+the generator's manifests and learning curves, and the kept datasets
+(``datasets/<source>/full``), and writes into ``report/``:
   - ``success``: Table 2 of the paper, arch x pretraining source x suite success % (Wilson 95%
-    CI), plus the average over suites (.md .csv .tex);
-  - ``diversity``: Table 1, metrics x sources with a DLR/O2O ratio (.md .csv .tex);
-  - ``scaling_<arch>.png``: success vs pretraining size, one line per source, CI bands;
+    CI) with the episodes behind each cell, plus the average over suites (.md .csv .tex);
+  - ``diversity``: Table 1, metrics (with units) x sources, mean over tasks with its standard
+    error, and the DLR/O2O ratio (.md .csv .tex);
+  - ``scaling_<arch>.png``: success against pretraining size, a line per source, error bars;
   - ``offline`` and ``offline_<arch>.png``: held-out action error (``evaluation/offline.parquet``,
     when the recipe asks for it) per arch x source x size, and against pretraining size;
+  - the generator's tables and ``learning_curves.png`` (PPO, per source and pattern);
   - ``tsne.png`` and ``pairwise_distances.png`` of end-effector trajectories;
-  - ``report.md``: an index embedding all of them.
+  - ``report.md``, an index of all of them, and ``index.html``, the same as one page with
+    rollout clips, the resolved recipe and versions (:mod:`evaluation.html_report`).
 It never runs a model; whatever input is missing skips its part with a note.
 """
 
@@ -17,30 +21,27 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from evaluation.display import (
+    DIVERSITY_METRICS,
+    SOURCE_LABELS,
+    SOURCE_ORDER,
+    SUITE_LABELS,
+    ordered,
+    source_label,
+)
 from evaluation.stats import format_rate, pool, suite_average
 
 log = logging.getLogger(__name__)
 
-SUITE_LABELS = {
-    "libero_spatial": "Spatial",
-    "libero_object": "Object",
-    "libero_goal": "Goal",
-    "libero_10": "Long",
-    "libero_90": "LIBERO-90",
-}
-SOURCE_ORDER = ("none", "o2o", "dlr", "mi")
-SOURCE_LABELS = {"none": "none", "o2o": "O2O-RL", "dlr": "DLR", "mi": "MI-RL"}
+__all__ = ["SOURCE_LABELS", "SOURCE_ORDER", "SUITE_LABELS", "build_report"]
 AVG = "avg"
-
-
-def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
-    present = list(dict.fromkeys(values))
-    return [v for v in order if v in present] + sorted(v for v in present if v not in order)
+_ordered = ordered  # evaluation.offline imports it from here
 
 
 # --------------------------------------------------------------------------- Table 2: success
@@ -59,20 +60,26 @@ def success_long(results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_suite, avg], ignore_index=True)
 
 
+def _episodes_text(counts: list[int]) -> str:
+    """Episodes behind each suite's cell: ``40``, or ``40 / 40 / 30`` when they differ."""
+    return str(counts[0]) if len(set(counts)) == 1 else " / ".join(map(str, counts))
+
+
 def success_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 2 as (display strings, numbers): rows arch x source, columns suites and avg."""
+    """Table 2 as (display strings, numbers): rows arch x source, columns suites and avg, and
+    ``n``, the episodes behind each suite's cell."""
     long = success_long(results)
     if long.empty:
         return pd.DataFrame(), pd.DataFrame()
-    suites = _ordered([s for s in long["suite"] if s != AVG], list(SUITE_LABELS))
+    suites = ordered([s for s in long["suite"] if s != AVG], list(SUITE_LABELS))
     columns = [*suites, AVG] if len(suites) > 1 else suites
     display_rows, number_rows = [], []
     for arch in sorted(long["arch"].unique()):
         sub = long[long["arch"] == arch]
-        for source in _ordered(sub["source"].tolist(), SOURCE_ORDER):
+        for source in ordered(sub["source"].tolist(), SOURCE_ORDER):
             cells = sub[sub["source"] == source].set_index("suite")
             size = int(cells["size"].iloc[0])
-            shown = {"arch": arch, "source": SOURCE_LABELS.get(source, source), "size": size}
+            shown = {"arch": arch, "source": source_label(source), "size": size}
             numbers = {"arch": arch, "source": source, "size": size}
             for suite in columns:
                 label = SUITE_LABELS.get(suite, suite) if suite != AVG else "Avg"
@@ -85,24 +92,62 @@ def success_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     numbers[f"{suite}_episodes"] = int(c["episodes"])
                 else:
                     shown[label] = "-"
+            shown["n per suite"] = _episodes_text(
+                [int(cells.loc[s, "episodes"]) for s in suites if s in cells.index]
+            )
             display_rows.append(shown)
             number_rows.append(numbers)
     return pd.DataFrame(display_rows), pd.DataFrame(number_rows)
 
 
 # --------------------------------------------------------------------------- Table 1: diversity
-def diversity_table(diversity: pd.DataFrame, num: str = "dlr", den: str = "o2o") -> pd.DataFrame:
-    """Metrics x sources (mean over tasks), plus a ``num/den`` ratio column when both exist."""
+def _mean_se(values: pd.Series) -> tuple[float, float, int]:
+    n = int(values.count())
+    se = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return float(values.mean()), se, n
+
+
+def _value_text(mean: float, se: float) -> str:
+    return f"{mean:.4g}" if np.isnan(se) else f"{mean:.4g} ± {se:.2g}"
+
+
+def diversity_table(
+    diversity: pd.DataFrame, num: str = "dlr", den: str = "o2o"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 1 as (display, numbers): a row per metric with its unit; per source the mean over
+    tasks ± its standard error (none with one task), and the ratio of the ``num`` and ``den``
+    means with the range of the per-task ratios."""
     if diversity.empty:
-        return pd.DataFrame()
-    wide = diversity.pivot_table(index="metric", columns="source", values="value", aggfunc="mean")
-    sources = _ordered(wide.columns.tolist(), [s for s in SOURCE_ORDER if s != "none"])
+        return pd.DataFrame(), pd.DataFrame()
+    sources = ordered(diversity["source"], [s for s in SOURCE_ORDER if s != "none"])
     metrics = list(dict.fromkeys(diversity["metric"]))
-    wide = wide.loc[metrics, sources]
-    if num in wide.columns and den in wide.columns:
-        wide[f"{num}/{den}"] = wide[num] / wide[den].where(wide[den] != 0)
-    wide.columns.name = None
-    return wide.reset_index()
+    wide = diversity.pivot_table(index=["metric", "task"], columns="source", values="value")
+    display_rows, number_rows = [], []
+    for metric in metrics:
+        label, unit = DIVERSITY_METRICS.get(metric, (metric, ""))
+        per_task = wide.loc[metric]
+        shown = {"metric": label, "unit": unit}
+        numbers = {"metric": metric, "unit": unit}
+        for source in sources:
+            mean, se, n = _mean_se(per_task[source]) if source in per_task else (np.nan, np.nan, 0)
+            shown[source_label(source)] = "-" if n == 0 else _value_text(mean, se)
+            numbers |= {f"{source}_mean": mean, f"{source}_se": se, f"{source}_tasks": n}
+        if num in per_task and den in per_task:
+            ratio = (
+                numbers[f"{num}_mean"] / numbers[f"{den}_mean"]
+                if numbers[f"{den}_mean"]
+                else np.nan
+            )
+            per = (per_task[num] / per_task[den].where(per_task[den] != 0)).dropna()
+            text = "-" if np.isnan(ratio) else f"{ratio:.3g}"
+            if len(per) > 1 and per.min() != per.max():
+                text += f" (tasks {per.min():.3g}-{per.max():.3g})"
+            shown[f"{source_label(num)} / {source_label(den)}"] = text
+            numbers |= {f"{num}/{den}": ratio, f"{num}/{den}_min": per.min() if len(per) else np.nan,
+                        f"{num}/{den}_max": per.max() if len(per) else np.nan}  # fmt: skip
+        display_rows.append(shown)
+        number_rows.append(numbers)
+    return pd.DataFrame(display_rows), pd.DataFrame(number_rows)
 
 
 # --------------------------------------------------------------------------- table formats
@@ -212,7 +257,9 @@ def _collapse_sections(run_dir: Path, out_dir: Path, outputs: dict) -> list[str]
         outputs["learning_curves"] = learning_curves_plot(curves, out_dir / "learning_curves.png")
         cols = ["task", "source", "pattern", "iteration", "global_step", "successes", "episodes",
                 "success_rate", "ci_low", "ci_high", "kl_to_init", "entropy", "approx_kl", "epochs"]  # fmt: skip
-        curves[cols].to_csv(out_dir / "learning_curves.csv", index=False)
+        curves[[c for c in cols if c in curves]].to_csv(
+            out_dir / "learning_curves.csv", index=False
+        )
         outputs["learning_curves_csv"] = out_dir / "learning_curves.csv"
         sections.append(
             "## PPO learning curves\n\nTraining success per iteration (Wilson 95% band), KL to "
@@ -295,9 +342,14 @@ def build_report(
                                "Success % (Wilson 95% CI) at the largest pretraining size")  # fmt: skip
         sections.append(
             "Success % with Wilson 95% CI, tasks and seeds pooled, at each run's largest "
-            "pretraining size; Avg is the mean over suites.\n\n" + to_markdown(display)
+            "pretraining size; Avg is the mean over suites; n: closed-loop episodes behind each "
+            "suite's cell.\n\n" + to_markdown(display)
             + "\n[csv](success.csv) · [tex](success.tex)\n"
         )  # fmt: skip
+        sections.append("Against pretraining size, every size of the run:\n")
+        for arch, path in plots.scaling_curves(results, out_dir).items():
+            outputs[f"scaling_{arch}"] = path
+            sections.append(f"![scaling {arch}]({path.name})\n")
 
     offline_path = run_dir / "evaluation" / "offline.parquet"
     if offline_path.is_file():
@@ -319,26 +371,22 @@ def build_report(
             outputs[f"offline_{arch}"] = path
             sections.append(f"![held-out action error {arch}]({path.name})\n")
 
-    sections += _generation_sections(run_dir, out_dir, outputs)
-
     diversity_path = run_dir / "evaluation" / "diversity.parquet"
     diversity = pd.read_parquet(diversity_path) if diversity_path.is_file() else pd.DataFrame()
     sections.append("## Trajectory diversity (Table 1)\n")
     if diversity.empty:
         sections.append(f"_Skipped: no diversity metrics at `{diversity_path}`._\n")
     else:
-        table = diversity_table(diversity)
-        outputs |= write_table(table, table, out_dir, "diversity", "Trajectory diversity")
-        sections.append("Mean over tasks.\n\n" + to_markdown(table)
-                        + "\n[csv](diversity.csv) · [tex](diversity.tex)\n")  # fmt: skip
-
-    sections.append("## Scaling with pretraining data\n")
-    if results.empty:
-        sections.append("_Skipped: no evaluation results._\n")
-    else:
-        for arch, path in plots.scaling_curves(results, out_dir).items():
-            outputs[f"scaling_{arch}"] = path
-            sections.append(f"### {arch}\n\n![scaling {arch}]({path.name})\n")
+        display, numbers = diversity_table(diversity)
+        outputs |= write_table(display, numbers, out_dir, "diversity", "Trajectory diversity")
+        n_tasks = diversity["task"].nunique()
+        sections.append(
+            f"End-effector paths of each source's matched episodes (and of the scripted demos the "
+            f"generator started from): mean over {n_tasks} task(s) ± its standard error over "
+            "tasks (none with one task); positions in metres. The last column is the ratio of "
+            "the DLR and O2O means, with the range of the per-task ratios.\n\n"
+            + to_markdown(display) + "\n[csv](diversity.csv) · [tex](diversity.tex)\n"
+        )  # fmt: skip
 
     sections.append("## Trajectories\n")
     roots = {k: Path(v) for k, v in (dataset_roots or find_dataset_roots(run_dir)).items()}
@@ -356,6 +404,10 @@ def build_report(
             outputs[name] = path
             sections.append(f"![{name}]({path.name})\n")
 
+    sections += _generation_sections(run_dir, out_dir, outputs)
     outputs["report"] = _write_text(out_dir / "report.md", "\n".join(sections))
+    from evaluation.html_report import write_html_report
+
+    outputs["html"] = write_html_report(run_dir, roots)
     log.info("report of %s written to %s (%d files)", run_dir, out_dir, len(outputs))
     return outputs

@@ -7,10 +7,16 @@ cd "$(dirname "$0")/.."
 APT_PKGS="libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ -n "$missing" ]; then
   echo "[install] apt:$missing"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+# headless Chromium for the HTML report's browser test (Debian's package; elsewhere the test skips)
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "[install] apt: chromium (the HTML report's browser test)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+    || echo "[install] warning: no chromium package here; tests/evaluation/test_html_report.py will skip its browser check"
 fi
 
 PY="${DLR_PYTHON:-}"

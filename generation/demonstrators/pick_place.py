@@ -34,16 +34,11 @@ from generation.demonstrators.collect import Demonstrator, eef_pose
 from generation.demonstrators.controller import CLOSE, OPEN, Waypoint
 
 GAP = 0.068  # widest object the open fingers take comfortably (open gap ~7.6 cm)
-# grip site below the rim at the side taken (fingertips 2.9 cm down). At 1.2 cm a bowl held on
-# high_arc's long path pivoted out of the fingers (LIBERO-Spatial task 1: 3 of 17 high_arc
-# episodes over its 50 init states; all 3 pass at 1.6 and at 2.0 cm)
+# grip site below the rim (fingertips 2.9 cm down): shallower, a bowl on a long carry pivots out
 RIM_DEPTH = 0.016
 FINGERTIP_BELOW = 0.013  # fingertips below the grip site
 RIM_NAMES = re.compile(r"bowl|mug|cup|ramekin")
-# gable-top cartons: taken across their faces only. Turned 90 degrees (high_arc's grasp of
-# small square objects) the fingers pinch the gable and the carton stays wedged between the
-# open fingers after release: LIBERO-Object milk / orange juice high_arc 13/17 and 12/17 over
-# all 50 init states, every failure that; 9/9 of them pass without the turn (2026-11-26)
+# gable-top cartons: taken across their faces only (turned, the gable wedges between the fingers)
 CARTON_NAMES = re.compile(r"milk|orange_juice")
 
 log = logging.getLogger(__name__)
@@ -56,24 +51,16 @@ GRASP_REACH = 0.75
 NEAR_CLEAR = 30  # probe hits (see grasp) below which a boxed-in side within reach is preferred
 # A later part of a Sequence that starts with fewer than HURRY_BELOW steps left before the
 # horizon goes straight to the object and, on side_swing, from the swing straight on to the
-# target. LIBERO-90 LIVING_ROOM_SCENE4, two bowls stacked in the tray within
-# 400 steps: the second bowl's pick started at step 167-234 and 6 of 30 episodes ran out of
-# steps before letting it go (4 side_swing, whose detour to the bowl's side took 41-47 steps
-# there, 2 high_arc, whose rise took 15); in a hurry 5 of the 6 finish, in 362-393 steps.
+# target: its detours would run the episode out of steps.
 HURRY_BELOW = 250
-# ... nor one nearer than this (xy): folded that tight, the arm drifts outwards while going down,
-# and the fingertips came to rest on the rim (LIBERO-90 red mug on the plate, LIVING_ROOM_SCENE5
-# and 6: the 8 failed side_swing episodes took the near side 0.252-0.267 m from the base, the
-# hand stopped 4 cm short over the mug's centre; the passing ones took it 0.27-0.30 m out). The
-# opposite side is taken instead: the same finger axis, so the strategy keeps its look.
+# ... nor one nearer than this (xy): folded that tight, the arm drifts outwards on the way down
+# and the fingertips land on the rim; the opposite side (same finger axis) is taken instead.
 GRASP_NEAREST = 0.28
 DROPPED = 0.04  # the load hangs this much lower in the hand than at lift-off: it fell out
 
 
 # The arm's reach with the hand pointing down: the wrist (~21 cm above the grip site and ~8 cm
-# nearer the base) stays within ARM_REACH of the shoulder. Traced stalls on LIBERO-Spatial
-# task 4, where the bowl and the plate both lie ~0.78 m out: the arm stopped short of three
-# waypoints at 0.739-0.741 by this measure and reached one at 0.736 only slowly.
+# nearer the base) stays within ARM_REACH of the shoulder; beyond it the arm stalls short.
 SHOULDER, WRIST_UP, WRIST_BACK, ARM_REACH = "robot0_link2", 0.208, 0.08, 0.725
 
 
@@ -127,11 +114,7 @@ def lean(base_xy: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 # Too near the shoulder the elbow folds shut: with the hand pointing down, the wrist (model of
-# reach_height) came no nearer than ARM_FOLD to the shoulder. LIBERO-90 LIVING_ROOM_SCENE4, the
-# salad dressing 0.25 m in front of the base: the hand stalled 2-4 cm short of the grasp with
-# joint 4 at its limit (-3.07 rad) and the wrist 0.20 m from the shoulder (traced: direct,
-# init state 1), and the time lost ran the episode out of steps: every strategy failed on init
-# states 1 and 6, 23/30 in all; leaning so, 30/30.
+# reach_height) must stay ARM_FOLD from the shoulder, or the hand stalls short of the grasp.
 ARM_FOLD = 0.205
 
 
@@ -177,18 +160,8 @@ def _unfolded(env, xy: np.ndarray, z: float) -> np.ndarray:
     return xy
 
 
-# The forearm (robot0_link5, ending at the wrist joint ~21 cm above the grip site and ~8 cm
-# nearer the base) carries a housing that hangs to the robot's left (+y) of the wrist: its mesh
-# spans +0.01..+0.13 m in y from the wrist, 0-6 cm below it, and reaches only 5-6 cm to the
-# right, higher up (measured at the descent of LIBERO-Spatial task 6 and LIBERO-90 task 31,
-# hand yaws ~1.6). A grasp low beside a tall fixture on that side brings it down onto the
-# fixture: LIBERO-90 KITCHEN_SCENE5, a bowl in front of the open top drawer (on its +y side):
-# link5 landed on the drawer's wall or handle 10-11 cm to the left of the wrist and held the
-# hand 2-7 cm above the rim, on every strategy of init state 0. On the right nothing is
-# checked: LIBERO-Spatial task 6 takes its bowl 7 cm to the left of a cabinet's top (the
-# cabinet on the right) without touching it: 29/30 as before; checked all round, 23/30.
-# KITCHEN_SCENE5 bowl into the drawer / onto the cabinet: 29/30 and 28/30 with 14 cm of room
-# asked for (20/30 each without the check; 26/30 and 27/30 asking 12 cm, the handle missed).
+# The forearm (robot0_link5) carries a housing that hangs to the robot's left (+y) of the
+# wrist, down to ~6 cm below it: a low grasp beside a tall fixture on that side needs this room.
 FOREARM_CLEAR, FOREARM_BELOW = 0.14, 0.07
 DIAGONALS = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
 
@@ -375,15 +348,9 @@ class PickPlace(Demonstrator):
                 return None
             return d, xy, z
 
-        # the hand keeps its side of the load all the way: a side whose hand would come down on
-        # something beside the target is not taken if another side is clear at both ends, or
-        # else clear at the target and within 1 cm but not 0.5 cm of something at the object
-        # (LIBERO-Goal bowl onto the plate: held by the rim facing the cabinet, the palm, ~21 cm
-        # along the finger axis, hit the cabinet's top beside the plate and the arm locked
-        # straight: 6 of 30 episodes; the check alone left 1, init state 8, whose other sides
-        # all come within 1 cm of the wine bottle or the cream cheese). If no side is clear
-        # there (a drawer, a basket), the first side clear at the object, with the same random
-        # draws as without the check (bit for bit the same); if none is, the boxed-in choice.
+        # the hand keeps its side of the load all the way: a side clear at both the object and the
+        # target first (margin 1 cm, then 0.5 cm); if none is clear at the target, the first side
+        # clear at the object, with the same random draws as without the check; else boxed in.
         goal_xy, surface = self.target_point(env)
         rng_state = rng.bit_generator.state
         clear_here = False  # some side is clear at the object (else: boxed in, below)
@@ -407,9 +374,8 @@ class PickPlace(Demonstrator):
             if side is not None:
                 d, xy, z = side
                 return Grasp(np.array([*xy, z]), geo.yaw_for_finger_axis(d), d)
-        # a side ruled out by the forearm: the diagonals too, whose palm (21 cm along the
-        # finger axis) points past the fixture (KITCHEN_SCENE5: the side away from the open
-        # drawer grazed its handle with the far end of the palm)
+        # a side ruled out by the forearm: the diagonals too, whose palm (21 cm along the finger
+        # axis) points past the fixture
         for pref in DIAGONALS if cramped else []:
             side = rim_side(pref, jitter=False)
             if side is not None:
@@ -439,12 +405,8 @@ class PickPlace(Demonstrator):
                 best, best_score = d, score
             if score < within_score and np.linalg.norm(xy - base) <= reach:
                 within, within_score = d, score
-        # a side within reach that only grazes its neighbours beats a clear one beyond reach,
-        # where the arm stalls straight (as above): LIBERO-90 KITCHEN_SCENE2, a bowl 0.75 m out
-        # whose near sides touch a plate and a bowl (scores 0.1-21) took the far rim, 0.78 m
-        # out, and the hand never got back in with it (4 of 30 episodes). In a drawer, walls
-        # score every side within reach 71-92 and the far rim works there (LIBERO-Spatial
-        # task 4, 49/50): left alone
+        # a side within reach that only grazes its neighbours beats a clear one beyond reach, where
+        # the arm stalls straight (as above); in a drawer every side scores above NEAR_CLEAR
         if within is not None and within_score < NEAR_CLEAR:
             best = within
         xy = fp.center + best * (radius - 0.012)
@@ -484,17 +446,14 @@ class PickPlace(Demonstrator):
         clear = max(fp.top, clutter) + 0.03
         if not tilt.any():  # a leaning hand keeps its wrist nearer: reach_height does not apply
             above = _capped(env, grasp[:2], above, clear)
-        # a hand leaning into a drawer hits its walls (LIBERO-Spatial task 4: 5/12 init states
-        # with the lean, 11/12 without)
+        # a hand leaning into a drawer hits its walls (so a boxed-in grasp does not lean)
         leaning = partial(Waypoint, yaw=yaw, tilt=tilt)  # every waypoint at the object
         pos, _ = eef_pose(env)
         if strategy == 2 and not self.hurry:  # come in diagonally from the side
             off = np.array([0.0, -0.12]) if not side.any() else side * 0.12
             side_xy = _reachable(env, grasp[:2] + off)
             side_z = _capped(env, side_xy, above + 0.01, clear)
-            # a near side's detour ends before the elbow folds shut (LIBERO-90
-            # LIVING_ROOM_SCENE4 stacking bowls, init state 5: 45 steps and given up 3 cm
-            # short; 25 steps to the point moved out)
+            # a near side's detour ends before the elbow folds shut
             side_xy = _unfolded(env, side_xy, side_z)
             yield Waypoint(
                 [*side_xy, side_z],
@@ -560,10 +519,8 @@ class PickPlace(Demonstrator):
         # a tall load held near its top, or a bowl held by its rim, slips if swung fast
         speed = 0.65 if fp.height > 0.1 or rim else 1.0
         goal_xy = goal_xy + rng.normal(0, 0.004, 2)
-        # the load's own way, from where its centre is now: the hand is off its centre by a
-        # bowl's radius when it holds the rim (LIBERO-Spatial task 4: seen from the hand, a second
-        # bowl on the cabinet, 13 cm from the hand but 16 cm from the load, counted as clutter
-        # and raised the whole carry by 5 cm)
+        # the load's own way, from where its centre is now: holding a rim, the hand is a bowl's
+        # radius off the load's centre, and clutter near the hand is not clutter on the load's way
         path = np.stack([eef[:2] - hold_xy, goal_xy])
         clutter = geo.obstacles_top(
             env, (self.obj,), near=np.linspace(path[0], path[1], 8), radius=0.08
@@ -631,8 +588,7 @@ class PickPlace(Demonstrator):
             way([*end_xy, cap(end_xy, over, need_over)], tol=0.012, noise=0.3, label="above_target")
         )
         # a load that slips out on the way is picked up again at once (plan's retry), not carried
-        # on as air: LIBERO-Spatial task 4, a bowl lifted out of the drawer by its rim fell out
-        # on the way up and the empty hand went on to the plate
+        # on as air
         body = geo.body_id(env, self.obj)
         hang = eef[2] - env.sim.data.body_xpos[body][2]
         for wp in route:
@@ -680,10 +636,9 @@ class PickPlace(Demonstrator):
         tipped over along ``u`` about its bottom edge (``fp``: the load standing)."""
         r = 0.5 * fp.width
         s_lo, s_hi = sorted([float(lo[:2] @ u), float(hi[:2] @ u)])
-        # the tipping edge: the bottom stood 2 cm clear of the wall behind (in KITCHEN_SCENE5's
-        # drawer, set down 1.1 cm clear, the ketchup swinging in the pinch stopped 5 cm high,
-        # its bottom at the wall's top); lying, the origin stays 2 cm inside; its top may end
-        # on the wall in front (the origin then still ~2 cm below the box's top)
+        # the tipping edge: the bottom stands 2 cm clear of the wall behind (nearer, a load swinging
+        # in the pinch catches on the wall's top); lying, the origin stays 2 cm inside; its top may
+        # end on the wall in front (the origin then still ~2 cm below the box's top)
         edge = min(s_lo + 2 * r + 0.02, s_hi - 0.5 * fp.height - 0.02)
         across = np.array([-u[1], u[0]])
         return (edge - r) * u + float(0.5 * (lo[:2] + hi[:2]) @ across) * across

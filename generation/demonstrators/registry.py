@@ -38,19 +38,7 @@ def _measured(ok: int, n: int = 30, note: str = "") -> str:
 
 # (suite, task name substring) -> why no demonstrator is offered (measured, see module doc)
 UNSUPPORTED: dict[tuple[str, str], str] = {
-    # books (BookPickPlace, 2026-11-26, dlr demo-quality, init states 0-9 x 3 strategies): into
-    # the caddy STUDY_SCENE1 front 30/30, right 30/30; STUDY_SCENE2 30/30, 30/30; STUDY_SCENE3
-    # 29/30, 30/30; STUDY_SCENE4 onto the shelf's lower board the middle (black) book 29/30,
-    # the right (yellow) one 29/30, under the board 30/30. Switched on by pick_place's fold
-    # lean, hurry and boxed-in reach (b41281d): LIVING_ROOM_SCENE4 salad dressing into the
-    # tray 30/30, the two bowls stacked in the tray 27/30, KITCHEN_SCENE2 the front bowl on
-    # the middle bowl 30/30. KITCHEN_SCENE5 (02d6925): the black bowl into the open top drawer
-    # 29/30 and onto the cabinet 28/30 (were 20/30: the forearm came down on the open drawer,
-    # see pick_place.forearm_room), the ketchup into the top drawer 30/30 (was 0/30: it must
-    # lie down in there, pick_place.PickPlace.lying_place); LIBERO-Goal wine bottle onto the
-    # cabinet 29/30 (was 4/30 on older demonstrators; the same 29/30 before these changes).
-    # Red mug on the (left) plate, LIVING_ROOM_SCENE5 and 6, and LIBERO-Goal bowl on the plate
-    # (e01818e): 30/30 each. All re-measured on the merged code (benchmarks/results/demo_quality).
+    # tasks listed here once and switched on since, with their numbers: docs/demonstrators.md
     ("libero_goal", "open_the_top_drawer_and_put_the_bowl_inside"): _measured(
         0,
         note="the open drawer's side lies over the bowl's rim (1/30 so); moved out of the way "

@@ -122,3 +122,23 @@ def test_dead_worker_is_replaced_and_its_episodes_rerun(tmp_path: Path) -> None:
     assert (df["episodes"] == 2).all()
     log = (tmp_path / "episodes/scripted/none/n0/libero_object/errors.log").read_text()
     assert "BrokenProcessPool" in log or "terminated abruptly" in log
+
+
+def test_progress_counts_episodes_from_caches(tmp_path: Path) -> None:
+    """The bar counts the groups' episodes that workers wrote to their caches, no others."""
+    import json
+    from dataclasses import replace
+
+    from evaluation.closed_loop import EpisodeGroup, _Progress
+
+    cache = tmp_path / "task0_seed0.jsonl"
+    base = EpisodeGroup("libero_object", 0, 0, (0, 1), str(cache), image_size=32)
+    progress = _Progress([base, replace(base, init_state_indices=(2, 3))], "test")
+    assert progress.bar.total == 4
+    rows = [{"init_state_index": i, "success": i == 1} for i in (0, 1, 7)]  # 7: cached before
+    cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    progress.poll()
+    assert (progress.bar.n, progress.successes) == (2, 1)
+    progress.episode({"init_state_index": 2, "success": True})
+    assert (progress.bar.n, progress.successes) == (3, 2)
+    progress.bar.close()

@@ -84,7 +84,9 @@ def test_success_table_numbers() -> None:
         "Goal",
         "Long",
         "Avg",
+        "n per suite",
     ]
+    assert display["n per suite"].tolist() == ["40", "40", "40"]  # 2 tasks x 2 seeds x 10
     assert display["source"].tolist() == ["none", "O2O-RL", "DLR"]  # paper order
     dlr = numbers[numbers["source"] == "dlr"].iloc[0]
     assert dlr["size"] == 40  # the largest pretraining size
@@ -94,17 +96,27 @@ def test_success_table_numbers() -> None:
     assert dlr["avg_success_rate"] == pytest.approx((0.5 + 0.6 + 0.7 + 0.8) / 4)
 
 
-def test_diversity_ratio() -> None:
-    table = diversity_table(synthetic_diversity()).set_index("metric")
-    assert list(table.columns) == ["o2o", "dlr", "dlr/o2o"]
-    assert table.loc["mean_pairwise_distance", "dlr"] == pytest.approx(25.0)
-    assert table.loc["final_state_variance", "dlr/o2o"] == pytest.approx(2.5)
+def test_diversity_table_units_and_uncertainty() -> None:
+    df = synthetic_diversity()
+    df.loc[(df["task"] == "task_b") & (df["source"] == "dlr"), "value"] *= 2  # tasks disagree
+    display, numbers = diversity_table(df)
+    assert list(display.columns) == ["metric", "unit", "O2O-RL", "DLR", "DLR / O2O-RL"]
+    row = numbers.set_index("metric").loc["mean_pairwise_distance"]
+    assert row["unit"] == "m" and row["dlr_tasks"] == 2
+    assert row["dlr_mean"] == pytest.approx(37.5)  # tasks 25 and 50
+    assert row["dlr_se"] == pytest.approx(np.std([25, 50], ddof=1) / np.sqrt(2))
+    assert row["dlr/o2o"] == pytest.approx(3.75)
+    assert (row["dlr/o2o_min"], row["dlr/o2o_max"]) == pytest.approx((2.5, 5.0))
+    shown = display.set_index("metric").loc["mean pairwise distance"]
+    assert shown["DLR"] == "37.5 ± 12" and shown["DLR / O2O-RL"] == "3.75 (tasks 2.5-5)"
+    one_task = diversity_table(df[df["task"] == "task_a"])[0].set_index("metric")
+    assert one_task.loc["final-state variance", "DLR"] == "0.25"  # no error with one task
 
 
 def test_build_report_writes_everything(run_dir: Path) -> None:
     outputs = build_report(run_dir)
     expected = {f"{t}_{ext}" for t in ("success", "diversity") for ext in ("md", "csv", "tex")}
-    expected |= {"scaling_pi0", "tsne", "pairwise_distances", "report"}
+    expected |= {"scaling_pi0", "tsne", "pairwise_distances", "report", "html"}
     assert expected <= set(outputs)
     for path in outputs.values():
         assert path.is_file() and path.stat().st_size > 0
@@ -120,11 +132,85 @@ def test_build_report_writes_everything(run_dir: Path) -> None:
     assert "Skipped" not in index
     tex = (run_dir / "report" / "success.tex").read_text()
     assert r"\begin{tabular}" in tex and "60.0 [44.6, 73.7]" in tex
-    assert "2.5" in (run_dir / "report" / "diversity.md").read_text()
+    assert "| 2.5 |" in (run_dir / "report" / "diversity.md").read_text()
 
 
 def test_report_with_missing_inputs(tmp_path: Path) -> None:
     outputs = build_report(tmp_path)
-    assert set(outputs) == {"report"}
+    assert set(outputs) == {"report", "html"}
     index = outputs["report"].read_text()
-    assert index.count("Skipped") == 4
+    assert index.count("Skipped") == 3  # success (and scaling), diversity, trajectories
+    assert "No kept datasets" in outputs["html"].read_text()
+
+
+def test_plot_helpers() -> None:
+    from evaluation import display
+    from evaluation.plots import _dodged, _n_text, _size_positions
+
+    offsets = _dodged(["none", "o2o", "dlr"])
+    assert offsets["none"] == 0 and offsets["o2o"] == -offsets["dlr"] != 0  # side by side
+    assert _n_text([2, 2]) == "n=2" and _n_text([2, 10]) == "n=2-10"
+    assert _size_positions([300, 0, 30, 3]) == {0: 0.0, 3: 1.0, 30: 2.0, 300: 3.0}
+    colors = [display.pattern_color(p) for p in range(-1, 6)]
+    assert len(set(colors)) == len(colors)  # "no pattern" and patterns 0-5 all differ
+    assert not set(colors[1:]) & set(display.SOURCE_COLORS.values())
+
+
+def test_learning_curves_and_media(smoke_run: Path, tmp_path: Path) -> None:
+    import av
+
+    from evaluation.generation_tables import learning_curves
+    from evaluation.report_media import encode_webm, episode_frames, pick_episodes
+
+    curves = learning_curves(smoke_run)
+    runs = curves.groupby(["source", "pattern"]).size()
+    assert runs.to_dict() == {("dlr", 0): 4, ("dlr", 1): 4, ("dlr", 2): 4, ("o2o", -1): 12}
+
+    meta = pd.DataFrame({"episode_index": range(6), "pattern_id": [0, 0, 0, 1, 1, 1],
+                         "task_name": ["a", "a", "b", "a", "a", "a"],
+                         "success": [False, True, True, False, False, True]})  # fmt: skip
+    picked = pick_episodes(meta, per_group=2)
+    assert picked["episode_index"].tolist() == [1, 2, 5, 3]  # successes first, tasks spread
+
+    frames = episode_frames(smoke_run / "datasets" / "dlr" / "full", 1)
+    assert frames.shape == (13, 32, 32, 3) and frames.std() > 0
+    path = tmp_path / "clip.webm"
+    path.write_bytes(encode_webm(frames))
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 13 and decoded[0].shape == (32, 32, 3)
+
+
+def test_html_shows_tables_and_figures_added_later(smoke_run: Path, tmp_path: Path) -> None:
+    """A table or figure another module writes into report/ appears in index.html as is."""
+    import shutil
+
+    from evaluation.html_report import write_html_report
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    build_report(run)
+    (run / "report" / "occupancy.md").write_text("| source | modes |\n|---|---|\n| dlr | 3 |\n")
+    shutil.copy(run / "report" / "tsne.png", run / "report" / "occupancy.png")
+    page = write_html_report(run, clips_per_group=0).read_text()
+    assert "<h3" in page and ">occupancy</h3>" in page and "<td>dlr</td>" in page
+    assert page.count("data:image/png") == len(list((run / "report").glob("*.png")))
+    assert page.count("<table>") > 5 and "data:video/webm" not in page
+
+
+def test_evaluation_clips_say_success_from_the_episode_cache(tmp_path: Path) -> None:
+    from evaluation.report_media import evaluation_clips
+    from evaluation.video import write_video
+
+    policy = Path("openvla/dlr/n6/libero_spatial")
+    frames = np.zeros((5, 16, 16, 3), np.uint8)
+    frames[:, 4:8, 4:8] = 255
+    write_video(tmp_path / "videos" / policy / "task0_seed0_init1.mp4", frames)
+    cache = tmp_path / "episodes" / policy / "task0_seed0_h100.jsonl"
+    cache.parent.mkdir(parents=True)
+    cache.write_text('{"init_state_index": 0, "success": false}\n'
+                     '{"init_state_index": 1, "success": true}\n')  # fmt: skip
+    (clip,) = evaluation_clips(tmp_path)
+    assert clip.group == "openvla DLR n6"
+    assert clip.caption == "Spatial, task0 seed0 init1 success"
+    assert clip.webm[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) header
