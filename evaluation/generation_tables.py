@@ -253,20 +253,26 @@ def answers(run_dir: Path) -> list[str]:
             + "\n".join(lines)
         )
     cis = diversity_ci(run_dir)
+    lines = []
     if not cis.empty:
-        lines = []
         for r in cis[cis["num"] == "dlr"].itertuples():
             side = (
                 "DLR more diverse" if r.ci_low > 1
-                else "O2O more diverse" if r.ci_high < 1
+                else f"{r.den} more diverse" if r.ci_high < 1
                 else "no difference resolved"
             )  # fmt: skip
             lines.append(
-                f"  - {r.task} {r.scope} {r.metric}: {r.ratio:.2f} [{r.ci_low:.2f}, "
+                f"  - {r.task} DLR/{r.den} {r.scope} {r.metric}: {r.ratio:.2f} [{r.ci_low:.2f}, "
                 f"{r.ci_high:.2f}] ({side}; n={r.n_num}/{r.n_den}, {r.n_states} init states)"
             )
+    excluded = ((_manifest(Path(run_dir) / "datasets") or {}).get("result") or {}).get(
+        "excluded_sources"
+    )
+    if excluded:
+        lines += [f"  - {s} has no dataset and no ratio: {why}" for s, why in excluded.items()]
+    if lines:
         out.append(
-            "3. **DLR/O2O diversity on successful, same-init-state episodes** "
-            "(ratio [bootstrap 95% CI]):\n" + "\n".join(lines)
+            "3. **DLR's diversity over single-pattern RL's, on successful same-init-state "
+            "episodes** (ratio [bootstrap 95% CI]):\n" + "\n".join(lines)
         )
     return out

@@ -481,13 +481,43 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
     def datasets_step(d: Path) -> dict:
         from generation.data.schema import DatasetSpec
 
-        ordered: dict[str, dict[str, list[Episode]]] = {s: {} for s in cfg.sources}
+        rollouts_of = {
+            t.key: {
+                s: _load(
+                    run_dir
+                    / "generation"
+                    / t.suite
+                    / str(t.index)
+                    / "rollouts"
+                    / s
+                    / "episodes.pkl"
+                )
+                for s in cfg.sources
+            }
+            for t in tasks
+        }
+        # a source whose RL lost every success on a task cannot be matched: leave it out of
+        # every dataset (and say so) rather than shrink every other source to nothing
+        excluded = {}
+        for key, by_source in rollouts_of.items():
+            for s, by_pattern in by_source.items():
+                eps = [e for v in by_pattern.values() for e in v]
+                if s not in excluded and not any(e.success or cfg.keep_failures for e in eps):
+                    excluded[s] = f"0/{len(eps)} successful rollouts on {key}"
+                    log.warning("datasets: %s left out: %s", s, excluded[s])
+        sources = [s for s in cfg.sources if s not in excluded]
+        if not sources or (len(cfg.sources) > 1 and len(sources) < 2):
+            raise RuntimeError(
+                f"too few sources with successful rollouts to compare ({excluded}): raise the "
+                "RL budget or max_attempts_per_kept, or lower ppo.actor_lr"
+            )
+        ordered: dict[str, dict[str, list[Episode]]] = {s: {} for s in sources}
         per_task, states_used = {}, {}
         trajs: dict[tuple[str, str], list[np.ndarray]] = {}
         ci_tables = []
         for t in tasks:
             tdir = run_dir / "generation" / t.suite / str(t.index)
-            rollouts = {s: _load(tdir / "rollouts" / s / "episodes.pkl") for s in cfg.sources}
+            rollouts = {s: rollouts_of[t.key][s] for s in sources}
             states, matched = ds.matched_by_init_state(
                 rollouts,
                 n_states=math.ceil(cfg.episodes_per_task / cfg.num_patterns),
@@ -510,7 +540,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         n_max = max(n for counts in per_task.values() for n in counts.values())
         sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
         written = {}
-        for s in cfg.sources:
+        for s in sources:
             written[s] = ds.write_source_datasets(
                 ordered[s],
                 d / s,
@@ -528,11 +558,17 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         cis = pd.concat(ci_tables, ignore_index=True) if ci_tables else pd.DataFrame()
         cis.to_parquet(d / "diversity_ci.parquet", index=False)
         cis.to_csv(d / "diversity_ci.csv", index=False)
-        result = {"per_task_counts": per_task, "init_states": states_used, "written": written}
+        result = {
+            "per_task_counts": per_task,
+            "init_states": states_used,
+            "written": written,
+            "excluded_sources": excluded,
+        }
         if len(cis):
-            pooled = cis[(cis["scope"] == "per_init_state") & (cis["num"] == "dlr")]
-            result["dlr_over_o2o_per_init_state"] = {
-                f"{r.task}/{r.metric}": [r.ratio, r.ci_low, r.ci_high] for r in pooled.itertuples()
+            per_state = cis[(cis["scope"] == "per_init_state") & (cis["num"] == "dlr")]
+            result["dlr_ratios_per_init_state"] = {
+                f"{r.task}/{r.metric}/{r.den}": [r.ratio, r.ci_low, r.ci_high]
+                for r in per_state.itertuples()
             }
         return result
 
@@ -544,23 +580,22 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
 
 
 def _diversity_cis(matched: dict[str, list[Episode]], task_key: str, cfg) -> pd.DataFrame:
-    """Every other source's diversity over O2O's on one task's successful matched episodes,
-    with bootstrap CIs, pooled and per init state."""
-    if "o2o" not in matched:
-        return pd.DataFrame()
+    """Every other source's diversity over each single-pattern RL source's (O2O, O2O-KL) on
+    one task's successful matched episodes, with bootstrap CIs, pooled and per init state."""
     ok = {s: [e for e in eps if e.success] for s, eps in matched.items()}
-    den = ok["o2o"]
     tables = []
-    for source, eps in ok.items():
-        if source == "o2o" or len(eps) < 2 or len(den) < 2:
-            continue
-        table = bootstrap_ratios(
-            ([e.eef_path for e in eps], [e.init_state_index for e in eps]),
-            ([e.eef_path for e in den], [e.init_state_index for e in den]),
-            n_boot=cfg.bootstrap_samples,
-            seed=cfg.seed,
-        )
-        tables.append(table.assign(task=task_key, num=source, den="o2o"))
+    for den_source in ("o2o", "o2o_kl"):
+        den = ok.get(den_source, [])
+        for source, eps in ok.items():
+            if source in (den_source, "o2o") or len(eps) < 2 or len(den) < 2:
+                continue
+            table = bootstrap_ratios(
+                ([e.eef_path for e in eps], [e.init_state_index for e in eps]),
+                ([e.eef_path for e in den], [e.init_state_index for e in den]),
+                n_boot=cfg.bootstrap_samples,
+                seed=cfg.seed,
+            )
+            tables.append(table.assign(task=task_key, num=source, den=den_source))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
