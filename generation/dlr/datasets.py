@@ -1,9 +1,9 @@
 """Matched-size datasets: every source gets exactly the same number of episodes per task, on
-the same init states (K per state: one per DLR pattern), with nested subsets n1 ⊂ n2 ⊂ full.
+the same init states in the same numbers (up to K per state; DLR's from distinct patterns),
+with nested subsets n1 ⊂ n2 ⊂ full.
 
-Episodes are ordered once per task, init state by init state (DLR: p0 p1 p2 on each), and a
-subset of size n takes the first n of every task's ordering, so subsets are nested by
-construction and a subset whose per-task size is a multiple of K holds whole init states.
+Episodes are ordered once per task, init state by init state, and a subset of size n takes
+the first n of every task's ordering, so subsets are nested by construction.
 """
 
 from __future__ import annotations
@@ -26,39 +26,25 @@ log = logging.getLogger(__name__)
 
 def matched_by_init_state(
     rollouts: Mapping[str, Mapping[int, Sequence[Episode]]],
-    n_states: int,
+    episodes: int,
     per_state: int,
     successes_only: bool = True,
 ) -> tuple[list[int], dict[str, list[Episode]]]:
-    """The init states every source solved, and each source's episodes on them.
+    """Each source's episodes of one task on the same init states, in the same numbers.
 
     ``rollouts[source][pattern]`` are a task's rollouts on the shared init-state schedule, in
-    schedule order (pattern -1 for a source without patterns). A patterned source contributes
-    one episode per pattern on an init state, an unpatterned one ``per_state`` episodes. An
-    init state is kept when every source can supply its share there (successes only, unless
-    ``successes_only`` is off); the first ``n_states`` such states in schedule order are kept.
-    A pattern with no usable episode anywhere is left out, and ``per_state`` shrinks to the
-    patterns every patterned source still has, so each source gives the same count per state.
-    Returns (init states, {source: episodes ordered state by state}); per state a patterned
-    source's episodes run p0 p1 ..., so a prefix of whole states is balanced over patterns.
+    schedule order (pattern -1 for a source without patterns). Walking the init states in
+    schedule order, every source gives ``c`` episodes on a state, ``c`` being the most that
+    every source can give there (at most ``per_state``; usable = successful, unless
+    ``successes_only`` is off): a patterned source one episode from each of ``c`` patterns
+    (those picked least so far, to stay balanced), an unpatterned one ``c`` episodes. It stops
+    at ``episodes`` per source. Returns (init states used, {source: episodes, state by
+    state}); a prefix of the ordering covers the same states for every source.
     """
 
     def usable(e: Episode) -> bool:
         return e.success or not successes_only
 
-    patterned = {s: b for s, b in rollouts.items() if -1 not in b}
-    patterns = {}
-    for source, by_pattern in patterned.items():
-        patterns[source] = [k for k in sorted(by_pattern) if any(map(usable, by_pattern[k]))]
-        for k in sorted(set(by_pattern) - set(patterns[source])):
-            log.warning("%s pattern %s has no usable episode: left out of the dataset", source, k)
-    if patterned:
-        per_state = min(per_state, *(len(p) for p in patterns.values()))
-        patterns = {s: p[:per_state] for s, p in patterns.items()}
-    if per_state == 0:
-        return [], {s: [] for s in rollouts}
-
-    # per source: init state -> usable episodes, per pattern (or pooled)
     order: list[int] = []
     pools: dict[str, dict[int, dict[int, list[Episode]]]] = {}
     for source, by_pattern in rollouts.items():
@@ -69,26 +55,38 @@ def matched_by_init_state(
                     order.append(e.init_state_index)
                 if usable(e):
                     pools[source].setdefault(e.init_state_index, {}).setdefault(k, []).append(e)
+    patterned = {s for s, b in rollouts.items() if -1 not in b}
+    picks = {s: dict.fromkeys(rollouts[s], 0) for s in patterned}
 
-    def share(source: str, state: int) -> list[Episode] | None:
+    def available(source: str, state: int) -> int:
         found = pools[source].get(state, {})
         if source in patterned:
-            if any(not found.get(k) for k in patterns[source]):
-                return None
-            return [found[k][0] for k in patterns[source]]
-        eps = found.get(-1, [])
-        return eps[:per_state] if len(eps) >= per_state else None
+            return sum(1 for v in found.values() if v)
+        return len(found.get(-1, []))
 
     states: list[int] = []
     out: dict[str, list[Episode]] = {s: [] for s in rollouts}
+    total = 0
     for state in order:
-        shares = {s: share(s, state) for s in rollouts}
-        if any(v is None for v in shares.values()):
+        c = min(per_state, episodes - total, *(available(s, state) for s in rollouts))
+        if c <= 0:
             continue
+        for source in rollouts:
+            found = pools[source][state]
+            if source in patterned:
+                chosen = sorted(
+                    sorted((k for k, v in found.items() if v), key=lambda k: (picks[source][k], k))[
+                        :c
+                    ]
+                )
+                for k in chosen:
+                    picks[source][k] += 1
+                out[source] += [found[k][0] for k in chosen]
+            else:
+                out[source] += found[-1][:c]
         states.append(state)
-        for s, eps in shares.items():
-            out[s] += eps
-        if len(states) == n_states:
+        total += c
+        if total >= episodes:
             break
     return states, out
 

@@ -211,15 +211,16 @@ def bootstrap_ratios(
     ``num`` and ``den`` are (trajectories, init-state index of each). Two scopes:
       - ``pooled``: metrics over all of a source's episodes; resamples episodes with
         replacement, each source independently;
-      - ``per_init_state``: metrics within each init state that both sources have, averaged
-        over those states; resamples the shared states (the same draw for both sources:
+      - ``per_init_state``: metrics within each init state where both sources have two or
+        more episodes, averaged over those states; resamples the shared states (the same draw for both sources:
         a paired bootstrap over scene layouts).
     Rows: scope, metric, num_value, den_value, ratio, ci_low, ci_high, n_num, n_den, n_states.
     """
     rng = np.random.default_rng(seed)
     sets = [PathSet(t, n_points, voxel_size) for t, _ in (num, den)]
     groups = [_state_groups(s) for _, s in (num, den)]
-    shared = [s for s in groups[0] if s in groups[1]]
+    # within-state spread needs two episodes of each source there
+    shared = [s for s in groups[0] if len(groups[0][s]) > 1 and len(groups[1].get(s, [])) > 1]
     rows = []
 
     def ratio(a: float, b: float) -> float:

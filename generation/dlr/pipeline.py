@@ -11,8 +11,9 @@ Every source's PPO settings are ``generation.ppo`` overridden by ``generation.<s
 Budgets: each DLR pattern gets ``env_steps_per_pattern``; the other sources K times that, the
 same total as DLR's K patterns together.
 Unconfounded data: every source rolls out on one shared schedule of init states per task
-(patterned sources once per pattern, the others K times per init state), and the datasets keep
-the init states that every source solved: per init state, K episodes from each source.
+(patterned sources once per pattern, the others K times per init state), and the datasets take
+every source's episodes on the same init states in the same numbers (as many per state as
+every source solved there, up to K).
 
 Run folder (docs/architecture.md): ``generation/<suite>/<index>/{demos,discover,learn,
 reinforce/<source>/[pattern_<k>],rollouts/<source>,analysis}`` and
@@ -520,7 +521,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
             rollouts = {s: rollouts_of[t.key][s] for s in sources}
             states, matched = ds.matched_by_init_state(
                 rollouts,
-                n_states=math.ceil(cfg.episodes_per_task / cfg.num_patterns),
+                episodes=cfg.episodes_per_task,
                 per_state=cfg.num_patterns,
                 successes_only=not cfg.keep_failures,
             )

@@ -35,33 +35,33 @@ def test_matched_datasets_share_init_states_and_sizes():
             + _on(eps[21:22], [3], success=False)
             + _on(eps[22:25], [9, 1, 4]),
         },
-        # O2O: 3 episodes per init state; one failure on 9
+        # O2O: 3 attempts per init state; one failure on 9
         "o2o": {-1: _on(eps[:15], [s for s in schedule for _ in range(3)])},
     }
     rollouts["o2o"][-1][7] = _on([eps[7]], [9], success=False)[0]
-    states, matched = ds.matched_by_init_state(rollouts, n_states=5, per_state=3)
-    assert states == [7, 1]  # 3: DLR pattern 2 failed; 9: O2O 2/3; 4: pattern 0 absent
-    assert len(matched["dlr"]) == len(matched["o2o"]) == 6
+    states, matched = ds.matched_by_init_state(rollouts, episodes=30, per_state=3)
+    # per state, as many as every source solved: 7: 3, 3: 2 (DLR), 9: 2 (O2O), 1: 3, 4: 2 (DLR)
+    assert states == [7, 3, 9, 1, 4]
     for source in ("dlr", "o2o"):
-        assert [e.init_state_index for e in matched[source]] == [7, 7, 7, 1, 1, 1]
+        got = [e.init_state_index for e in matched[source]]
+        assert got == [7, 7, 7, 3, 3, 9, 9, 1, 1, 1, 4, 4], source
         assert all(e.success for e in matched[source])
     dlr_patterns = [
         next(k for k, v in rollouts["dlr"].items() if any(e is x for x in v))
         for e in matched["dlr"]
     ]
-    assert dlr_patterns == [0, 1, 2, 0, 1, 2]  # balanced per init state
-    # n_states caps, in schedule order
-    assert ds.matched_by_init_state(rollouts, n_states=1, per_state=3)[0] == [7]
-    # failures kept: every scheduled state where every source has its share
-    states_all, _ = ds.matched_by_init_state(
-        rollouts, n_states=5, per_state=3, successes_only=False
-    )
-    assert states_all == [7, 3, 9, 1]
-    # a pattern RL never solved is left out: 2 per init state for every source
-    rollouts["dlr"][2] = _on(eps[20:25], schedule, success=False)
-    states2, m2 = ds.matched_by_init_state(rollouts, n_states=5, per_state=3)
-    # 9 qualifies now: O2O needs 2 successes there, and has them
-    assert states2 == [7, 3, 9, 1] and len(m2["dlr"]) == len(m2["o2o"]) == 8
+    # distinct patterns per state, the least picked first: balanced over the task
+    assert dlr_patterns == [0, 1, 2, 0, 1, 0, 2, 0, 1, 2, 1, 2]
+    assert [dlr_patterns.count(k) for k in range(3)] == [4, 4, 4]
+    # the episode target stops the walk, cutting the last state short for every source alike
+    states5, m5 = ds.matched_by_init_state(rollouts, episodes=5, per_state=3)
+    assert states5 == [7, 3] and len(m5["dlr"]) == len(m5["o2o"]) == 5
+    # failures kept: every state gives per_state where every source has the attempts
+    _, all_kept = ds.matched_by_init_state(rollouts, episodes=30, per_state=3, successes_only=False)
+    assert len(all_kept["dlr"]) == len(all_kept["o2o"]) == 3 * 4 + 2
+    # a source that never succeeds leaves nothing to match
+    rollouts["o2o"][-1] = _on(eps[:15], [s for s in schedule for _ in range(3)], success=False)
+    assert ds.matched_by_init_state(rollouts, episodes=30, per_state=3)[0] == []
 
     sizes = ds.subset_dirs([3, 6, 50], smallest_task=15)
     assert sizes == [("n3", 3), ("n6", 6), ("full", None)]
