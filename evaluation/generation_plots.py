@@ -65,9 +65,9 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
 
 
 def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Strategy entropy of successful episodes over PPO iterations (iteration 1 = the BC
-    policy), per source and pattern; the final rollouts as the last point. One panel per
-    labeler (demonstrator strategy, VAE pattern) and task."""
+    """Strategy entropy of successful episodes: BC's (iteration 0), PPO's over windows of
+    training, the final rollouts (star); per source and pattern. One panel per labeler
+    (demonstrator strategy, VAE pattern) and task."""
     if summary.empty:
         return None
     plt = _plt()
@@ -83,7 +83,7 @@ def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
                 g = g.sort_values(["stage", "iteration"])  # "ppo" before "rollouts"
                 color = display.source_color(source)
                 style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
-                ppo = g[g["stage"] == "ppo"]
+                ppo = g[g["stage"].isin(["bc", "ppo"])].sort_values("iteration")  # BC at 0
                 ax.plot(ppo["iteration"], ppo["entropy"], style, color=color, marker=".",
                         label=_label(source, int(pattern)))  # fmt: skip
                 final = g[g["stage"] == "rollouts"]
@@ -93,7 +93,7 @@ def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
             ax.set_title(
                 f"{task}: {'demonstrator strategy' if labeler == 'strategy' else 'VAE pattern'}"
             )
-            ax.set_xlabel("PPO iteration (star: final rollouts)")
+            ax.set_xlabel("PPO iteration (0: BC; points pool a window; star: final rollouts)")
             ax.set_ylabel("entropy of successful episodes (nats)")
             ax.set_ylim(bottom=-0.05)
             ax.grid(alpha=0.3)

@@ -213,7 +213,7 @@ def answers(run_dir: Path) -> list[str]:
             )  # fmt: skip
             who = r.source if r.pattern == "-" else f"{r.source} pattern {r.pattern}"
             lines.append(
-                f"  - {r.task} {who}: BC {_rate(bc_s, bc_n)} -> after PPO "
+                f"  - {r.suite}/{r.task} {who}: BC {_rate(bc_s, bc_n)} -> after PPO "
                 f"{_rate(int(r.rollout_successes), int(r.rollout_attempts))}: {verdict}"
             )
         out.append("1. **Did PPO raise success over BC?**\n" + "\n".join(lines))
@@ -222,22 +222,25 @@ def answers(run_dir: Path) -> list[str]:
         lines = []
         strat = occupancy_summary[occupancy_summary["labeler"] == "strategy"]
         for (task, source, pattern), g in strat.groupby(["task", "source", "pattern"]):
-            ppo = g[g["stage"] == "ppo"].sort_values("iteration")
-            final = g[g["stage"] == "rollouts"]
-            if ppo.empty and final.empty:
-                continue
-            first = ppo.iloc[0] if len(ppo) else None
-            last = final.iloc[0] if len(final) else ppo.iloc[-1]
+            stages = {
+                st: g[g["stage"] == st].sort_values("iteration") for st in ("bc", "ppo", "rollouts")
+            }
             who = source if pattern < 0 else f"{source} pattern {pattern}"
-            start = (
-                f"{first.entropy:.2f} nats at iteration {first.iteration} (n={first.n})"
-                if first is not None
-                else "?"
-            )
-            lines.append(
-                f"  - {task} {who}: strategy entropy {start} -> {last.entropy:.2f} "
-                f"(n={last.n}, max {last.max_entropy:.2f}); shares {last.shares}"
-            )
+            parts = []
+            if len(stages["bc"]):
+                r = stages["bc"].iloc[0]
+                parts.append(f"BC {r.entropy:.2f} (n={r.n}; {r.shares})")
+            parts += [
+                f"it<={r.iteration} {r.entropy:.2f} (n={r.n})" for r in stages["ppo"].itertuples()
+            ]
+            if len(stages["rollouts"]):
+                r = stages["rollouts"].iloc[0]
+                parts.append(f"final {r.entropy:.2f} (n={r.n}; {r.shares})")
+            if parts:
+                lines.append(
+                    f"  - {task} {who}, strategy entropy in nats (max {g['max_entropy'].iloc[0]:.2f};"
+                    " shares of the strategies): " + " -> ".join(parts)
+                )
         leak = occupancy_summary[
             (occupancy_summary["labeler"] == "vae")
             & (occupancy_summary["stage"] == "rollouts")

@@ -277,9 +277,10 @@ def _collapse_sections(run_dir: Path, out_dir: Path, outputs: dict) -> list[str]
             "## Mode occupancy\n\nWhich way of solving the task each episode uses (column "
             "`episodes`: successes only, or failures too where the recipe keeps them): "
             "`strategy` is the scripted demonstrators' strategy of the nearest demonstration "
-            "(1-NN on end-effector paths), `vae` the Discover VAE's pattern. `ppo` rows are PPO "
-            "training episodes at that iteration (iteration 1: the BC policy before any update), "
-            "`rollouts` the final policy's rollouts. Entropy in nats (max = log of the number "
+            "(1-NN on end-effector paths), `vae` the Discover VAE's pattern. `bc` rows are Learn's "
+            "evaluation of the BC policy (iteration 0), `ppo` rows pool PPO's training episodes "
+            "over a window of iterations ending at `iteration`, `rollouts` the final policy's "
+            "rollouts. Entropy in nats (max = log of the number "
             "of labels: every mode used equally); leakage: share of a DLR pattern's episodes "
             "that the VAE gives another pattern.\n\n![occupancy](occupancy.png)\n\n"
             + to_markdown(table)

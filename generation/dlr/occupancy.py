@@ -43,7 +43,7 @@ def entropy(counts: Sequence[int] | np.ndarray) -> float:
     if c.sum() <= 0:
         return float("nan")
     p = c[c > 0] / c.sum()
-    return float(-(p * np.log(p)).sum())
+    return float(max(0.0, -(p * np.log(p)).sum()))  # no -0.0 for one mode
 
 
 def summarise(counts: pd.DataFrame, n_labels: dict[str, int]) -> pd.DataFrame:

@@ -227,6 +227,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
     chain["learn"] = {
         "bc": asdict(replace(cfg.bc, seed=cfg.seed)),
         "eval_episodes": cfg.eval_episodes,
+        "eval_kept": True,  # eval_episodes.pkl: BC's own behaviour, occupancy's baseline
     }
 
     def learn_step(d: Path) -> dict:
@@ -238,18 +239,21 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         save_policy(o2o_policy, d / "policy_o2o.pt")
         result = {"bc_nll_dlr": dlr_losses[-1], "bc_nll_o2o": o2o_losses[-1]}
         if cfg.eval_episodes:
-            paths = {}
+            paths, kept = {}, {}
             for k in range(K):
                 r = evaluate(
                     dlr_policy, task, k, cfg.eval_episodes, env_config, cfg.num_envs, cfg.seed
                 )
                 result[f"success_pattern_{k}"] = r.success_rate
                 paths[k] = [e.eef_path for e in r.episodes]
+                kept[k] = r.episodes
             r = evaluate(
                 o2o_policy, task, None, cfg.eval_episodes, env_config, cfg.num_envs, cfg.seed
             )
             result["success_o2o"] = r.success_rate
+            kept[-1] = r.episodes
             result |= pattern_separation(paths)
+            _dump(kept, d / "eval_episodes.pkl")
         return result
 
     out["learn"] = run_step(tdir / "learn", chain, learn_step)
@@ -370,8 +374,9 @@ def occupancy_counts(
     demos: list[Episode],
 ) -> pd.DataFrame:
     """Long table of label counts over the kept episodes (successes; failures too when
-    ``keep_failures``): the final rollouts (``stage='rollouts'``) and every PPO snapshot
-    (``stage='ppo'``; iteration 1 is the BC policy's own behaviour, before any update)."""
+    ``keep_failures``): BC's evaluation episodes (``stage='bc'``, iteration 0), PPO's
+    snapshots pooled over six windows of training (``stage='ppo'``, iteration = the window's
+    last) and the final rollouts (``stage='rollouts'``)."""
     failures = cfg.keep_failures
     disc = Discovery.load(tdir / "discover" / "vae.pt")
     demo_paths = [e.eef_path for e in demos]
@@ -394,7 +399,15 @@ def occupancy_counts(
             labels = occ.nearest_strategy(paths, demo_paths, demo_strategies)
             rows.extend(occ.count_rows(labels, labeler="strategy", **group))
 
+    bc_file = tdir / "learn" / "eval_episodes.pkl"
+    bc = _load(bc_file) if bc_file.is_file() else {}
     for source in cfg.sources:
+        # BC's own behaviour (Learn's evaluation): the baseline PPO starts from
+        bc_patterns = [k for k in bc if k >= 0] if source in PATTERNED else [-1]
+        for k in bc_patterns:
+            if k in bc:
+                group = dict(task=task.key, source=source, pattern=int(k), stage="bc", iteration=0)
+                add(group, [(e.states, e.env_states) for e in bc[k] if e.success or failures])
         by_pattern = _load(tdir / "rollouts" / source / "episodes.pkl")
         last_iter = {
             key: int(read_manifest(d)["result"].get("iteration") or 0)
@@ -416,16 +429,18 @@ def occupancy_counts(
         for key, d in final_dirs.items():
             if not key.startswith(f"{source}/"):
                 continue
+            # snapshots pooled in six windows of training (each iteration holds few episodes);
+            # a window is named by its last iteration
+            n_iter = cfg.source_ppo(source).num_iterations
+            width = max(1, math.ceil(n_iter / 6))
+            windows: dict[int, list[dict]] = {}
             for iteration, eps in load_snapshots(d).items():
-                ok = [e for e in eps if e["success"] or failures]
-                zs = sorted({e["z"] for e in ok})
-                for z in zs:
+                end = min(n_iter, math.ceil(iteration / width) * width)
+                windows.setdefault(end, []).extend(e for e in eps if e["success"] or failures)
+            for end, ok in sorted(windows.items()):
+                for z in sorted({e["z"] for e in ok}):
                     group = dict(
-                        task=task.key,
-                        source=source,
-                        pattern=int(z),
-                        stage="ppo",
-                        iteration=iteration,
+                        task=task.key, source=source, pattern=int(z), stage="ppo", iteration=end
                     )
                     add(group, [(e["states"], e["env_states"]) for e in ok if e["z"] == z])
     columns = ["task", "source", "pattern", "stage", "iteration", "labeler", "label", "count"]
