@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.config import Recipe, load_recipe, section
+from benchmarks.config import Recipe, load_recipe
 from generation.envs import SCENE_VERSION
 from generation.manifest import is_complete, read_manifest, stage, write_json_atomic
 
@@ -38,7 +38,6 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         stage_cfg = {
             "demos": cfg.model_dump(mode="json", exclude={"suites"}),
             "suite": suite,
-            "seed": recipe.seed,
             "scene": SCENE_VERSION,
         }
         if not force and is_complete(out, stage_cfg):
@@ -46,10 +45,10 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             continue
         summary = collect_demos(
             parse_tasks(suite, cfg.tasks), cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
-            seed=recipe.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
+            seed=cfg.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
         )  # fmt: skip
         # the dataset was renamed into place: the manifest goes in afterwards
-        with stage(out, stage_cfg, "demos", seed=recipe.seed) as results:
+        with stage(out, stage_cfg, "demos", seed=cfg.seed) as results:
             results.update(summary)
     return run_dir / "demos"
 
@@ -57,7 +56,7 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.dlr.pipeline import run_generation as _run
 
-    cfg = section(recipe, "generation")
+    cfg = recipe.generation
     _run(cfg, run_dir)
     # ARCHITECTURE.md: diversity metrics live with the evaluation results
     table = run_dir / "datasets" / "diversity.parquet"
@@ -83,7 +82,7 @@ def run_recipe(
 ) -> dict[str, Path]:
     recipe = load_recipe(path, overrides)
     if "generation" in recipe.stages:
-        for warning in section(recipe, "generation").budget_warnings():
+        for warning in recipe.generation.budget_warnings():
             log.warning(warning)
     run_dir = recipe.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +133,7 @@ def _dataset_size(root: Path) -> int:
 
 def pretraining_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
     """Every (arch, source, size) pretraining run of the recipe, with its dataset and output."""
-    cfg = section(recipe, "pretraining")
+    cfg = recipe.pretraining
     runs = []
     for arch in cfg.archs:
         for source in cfg.sources:
@@ -148,7 +147,7 @@ def pretraining_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
 def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from pretraining.train import PretrainConfig, train
 
-    cfg = section(recipe, "pretraining")
+    cfg = recipe.pretraining
     runs = pretraining_runs(recipe, run_dir)
     for r in runs:  # every dataset before any training: a missing one fails at once
         if not (r["dataset"] / "meta" / "info.json").is_file():
@@ -168,7 +167,7 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         run = PretrainConfig(
             arch=r["arch"], preset=cfg.preset, dataset_roots=[str(r["dataset"])], output_dir=str(r["out"]),
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-            grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=recipe.seed,
+            grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=cfg.seed,
             image_size=cfg.image_size or recipe.demos.image_size, save_every=cfg.save_every,
             num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
         )  # fmt: skip
@@ -181,8 +180,8 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 def adaptation_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
     """Every adaptation run: each pretrained checkpoint and a non-pretrained one (source none)."""
-    pre = section(recipe, "pretraining")
-    ada = section(recipe, "adaptation")
+    pre = recipe.pretraining
+    ada = recipe.adaptation
     runs = []
     for arch in pre.archs:
         bases = [("none", "n0", None, 0)]
@@ -202,8 +201,8 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from adaptation.adapt import adapt_config
     from pretraining.train import train
 
-    pre = section(recipe, "pretraining")
-    ada = section(recipe, "adaptation")
+    pre = recipe.pretraining
+    ada = recipe.adaptation
     for r in adaptation_runs(recipe, run_dir):
         demos = run_dir / "demos" / r["suite"]
         if not (demos / "meta" / "info.json").is_file():
@@ -232,7 +231,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from evaluation.closed_loop import EvalPool, evaluate
 
-    cfg = section(recipe, "evaluation")
+    cfg = recipe.evaluation
     out = run_dir / "evaluation"
     runs = adaptation_runs(recipe, run_dir)
     for r in runs:
@@ -267,21 +266,21 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
     demos = recipe.demos
     spec = _demo_spec(demos)
     roots = {}
-    for suite in section(recipe, "adaptation").suites:
+    for suite in recipe.adaptation.suites:
         out = run_dir / "evaluation" / "heldout" / suite
         indices = _eval_tasks(recipe, cfg, suite)
         tasks = [t for t in list_tasks(suite) if indices is None or t.index in indices]
         stage_cfg = {"episodes_per_task": cfg.offline_episodes_per_task, "suite": suite,
                      "tasks": [t.index for t in tasks], "first_episode": demos.episodes_per_task,
                      "image_size": demos.image_size, "wrist_image": demos.wrist_image,
-                     "seed": recipe.seed, "scene": SCENE_VERSION}  # fmt: skip
+                     "seed": demos.seed, "scene": SCENE_VERSION}  # fmt: skip
         if force or not is_complete(out, stage_cfg):
             summary = collect_demos(
                 tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
-                seed=recipe.seed, render_mode=demos.render_mode,
+                seed=demos.seed, render_mode=demos.render_mode,
                 first_episode=demos.episodes_per_task,
             )  # fmt: skip
-            with stage(out, stage_cfg, "heldout demos", seed=recipe.seed) as results:
+            with stage(out, stage_cfg, "heldout demos", seed=demos.seed) as results:
                 results.update(summary)
         roots[suite] = out
     return roots

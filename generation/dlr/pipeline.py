@@ -34,7 +34,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_serializer,
+    field_validator,
+)
 
 from generation.data.episode import Episode
 from generation.dlr import datasets as ds
@@ -59,7 +66,20 @@ SOURCES = ("dlr", "o2o", "o2o_kl", "mi")
 PATTERNED = ("dlr", "mi")  # sources whose policy takes a pattern z
 # what makes each source what it is, applied before the recipe's per-source overrides
 SOURCE_PPO_DEFAULTS: dict[str, dict] = {"o2o": {"kl_coef": 0.0}}
-PIPELINE_SET_PPO = {"total_env_steps", "num_envs", "seed"}  # set from the budgets below
+# fields of the nested configs that the pipeline computes, and the recipe key that sets each
+PIPELINE_SET: dict[str, dict[str, str]] = {
+    "ppo": {
+        "total_env_steps": "generation.env_steps_per_pattern (x num_patterns for o2o, o2o_kl, mi)",
+        "num_envs": "generation.num_envs",
+        "seed": "generation.seed (default: the recipe's seed)",
+    },
+    "vae": {
+        "num_patterns": "generation.num_patterns",
+        "seed": "generation.seed (default: the recipe's seed)",
+    },
+    "bc": {"seed": "generation.seed (default: the recipe's seed)"},
+}
+PIPELINE_SET_PPO = set(PIPELINE_SET["ppo"])
 
 
 class SourceSettings(BaseModel):
@@ -76,8 +96,8 @@ class SourceSettings(BaseModel):
         for key in v:
             if key in PIPELINE_SET_PPO:
                 raise ValueError(
-                    f"ppo.{key} is set by the pipeline (env_steps_per_pattern, num_envs, seed), "
-                    "not per source"
+                    f"ppo.{key} is set by the pipeline from {PIPELINE_SET['ppo'][key]}, "
+                    "not per source: remove it"
                 )
             if key not in allowed:
                 raise ValueError(f"unknown PPO key {key!r}; allowed: {', '.join(allowed)}")
@@ -87,8 +107,8 @@ class SourceSettings(BaseModel):
 
 class GenerationConfig(BaseModel):
     """The ``generation`` section of a recipe. Budgets count env steps; sizes count episodes
-    per task. ``ppo.total_env_steps``, ``ppo.num_envs`` and ``ppo.seed`` are set from
-    ``env_steps_per_pattern``, ``num_envs`` and ``seed``."""
+    per task. Fields of ``ppo``/``vae``/``bc`` that the pipeline computes (``PIPELINE_SET``:
+    budgets, ``num_envs``, ``num_patterns``, seeds) are not recipe keys and are rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +141,37 @@ class GenerationConfig(BaseModel):
     image_size: int = Field(128, ge=8)
     sources: list[Literal["dlr", "o2o", "o2o_kl", "mi"]] = ["dlr", "o2o"]
     seed: int = 0
+
+    @field_validator("ppo", "vae", "bc", mode="before")
+    @classmethod
+    def _no_pipeline_set_keys(cls, v, info):
+        """A value the pipeline would overwrite is rejected, naming what sets it."""
+        if isinstance(v, dict):
+            for key, source in PIPELINE_SET[info.field_name].items():
+                if key in v:
+                    raise ValueError(f"{key} is set by the pipeline from {source}: remove it")
+        return v
+
+    @field_serializer("ppo", "vae", "bc")
+    def _dump_recipe_keys(self, v, info) -> dict:
+        """The recipe keys only: a dumped config loads back (pipeline-set fields left out)."""
+        return {k: x for k, x in asdict(v).items() if k not in PIPELINE_SET[info.field_name]}
+
+    @field_validator("suite")
+    @classmethod
+    def _suite_exists(cls, v: str) -> str:
+        from generation.envs.suites import SUITES
+
+        if v not in SUITES:
+            raise ValueError(f"unknown suite {v!r}; valid suites: {', '.join(SUITES)}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_exist(cls, v, info):
+        if "suite" in info.data:  # raises naming the valid tasks, before any work
+            parse_tasks(info.data["suite"], v)
+        return v
 
     @field_validator("mi")
     @classmethod
