@@ -57,7 +57,7 @@ from generation.dlr.rollouts import evaluate, init_state_schedule, rollout_sched
 from generation.envs import SCENE_VERSION
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
-from generation.manifest import read_manifest, run_step
+from generation.manifest import atomic_write, read_manifest, run_step
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +207,8 @@ class GenerationConfig(BaseModel):
 
 
 def _dump(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f)
-    tmp.replace(path)
 
 
 def _load(path: Path):
@@ -218,7 +216,7 @@ def _load(path: Path):
         return pickle.load(f)
 
 
-def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
+def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
     """Every per-task step; returns the steps' results."""
     tdir = run_dir / "generation" / task.suite / str(task.index)
     K = cfg.num_patterns
@@ -232,7 +230,10 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         "task": task.key,
         "demos_per_strategy": cfg.demos_per_strategy,
         "seed": cfg.seed,
-        "dataset": str(demo_root) if demo_root.exists() else None,
+        # chained by content: the demos' manifest hash, not their path
+        "dataset": (read_manifest(demo_root) or {}).get("config_hash")
+        if demo_root.exists()
+        else None,
         "horizon": horizon,
     }
 
@@ -251,7 +252,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         _dump(eps, d / "demos.pkl")
         return {"episodes": len(eps), "strategies": sorted({e.strategy_id for e in eps})}
 
-    out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step)
+    out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step, force=force)
     demos = _load(tdir / "demos" / "demos.pkl")
     chain = {"demos": demo_cfg}
 
@@ -270,7 +271,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         )
         return report
 
-    out["discover"] = run_step(tdir / "discover", chain, discover_step)
+    out["discover"] = run_step(tdir / "discover", chain, discover_step, force=force)
     labels = out["discover"]["episode_labels"]
 
     # ---- 2. learn: pi(a|s,z) on labelled demos, and pi(a|s) for O2O
@@ -302,7 +303,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             result |= pattern_separation(paths)
         return result
 
-    out["learn"] = run_step(tdir / "learn", chain, learn_step)
+    out["learn"] = run_step(tdir / "learn", chain, learn_step, force=force)
 
     # ---- 3. reinforce
     runs = []  # (source, pattern, policy file)
@@ -340,7 +341,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
                 k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in last.items()
             }
 
-        out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step)
+        out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step, force=force)
         final_dirs[f"{source}/{pattern}"] = rdir
 
     # ---- rollouts of the final policies on the task's shared init-state schedule
@@ -383,7 +384,9 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             _dump(by_pattern, d / "episodes.pkl")
             return stats
 
-        out[f"rollouts/{source}"] = run_step(tdir / "rollouts" / source, step_cfg, rollout_step)
+        out[f"rollouts/{source}"] = run_step(
+            tdir / "rollouts" / source, step_cfg, rollout_step, force=force
+        )
 
     # ---- analysis: mode occupancy of the rollouts and of PPO's snapshots
     analysis_cfg = {
@@ -404,7 +407,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             for r in final.itertuples()
         }
 
-    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step)
+    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step, force=force)
     return out
 
 
@@ -495,13 +498,14 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
-    """Run every task, then write matched datasets and diversity; returns a summary."""
+def run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
+    """Run every task, then write matched datasets and diversity; returns a summary.
+    ``force``: rebuild every step, complete or not."""
     with torch_threads(1):
-        return _run_generation(cfg, Path(run_dir))
+        return _run_generation(cfg, Path(run_dir), force)
 
 
-def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
+def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     tasks = parse_tasks(cfg.suite, cfg.tasks)
@@ -509,7 +513,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
     t0 = time.time()
     for task in tasks:
         t = time.time()
-        summary["tasks"][task.key] = run_task(task, cfg, run_dir)
+        summary["tasks"][task.key] = run_task(task, cfg, run_dir, force)
         summary["wall_time_s"][task.key] = time.time() - t
 
     # ---- matched datasets over all tasks
@@ -588,7 +592,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         return result
 
     t = time.time()
-    summary["datasets"] = run_step(run_dir / "datasets", ds_cfg, datasets_step)
+    summary["datasets"] = run_step(run_dir / "datasets", ds_cfg, datasets_step, force=force)
     summary["wall_time_s"]["datasets"] = time.time() - t
     summary["wall_time_s"]["total"] = time.time() - t0
     return summary
