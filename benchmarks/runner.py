@@ -14,6 +14,7 @@ import yaml
 
 from benchmarks.config import Recipe, load_recipe
 from generation.envs import SCENE_VERSION
+from generation.integrity import check_safetensors
 from generation.manifest import (
     atomic_write,
     config_hash,
@@ -254,6 +255,10 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             raise FileNotFoundError(
                 f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
             )
+        for weights in r["out"].glob(
+            "*.safetensors"
+        ):  # a truncated file fails here, not per episode
+            check_safetensors(weights)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
     with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
         for r in runs:
