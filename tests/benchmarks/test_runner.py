@@ -213,3 +213,23 @@ def test_pretraining_names_a_subset_generation_could_not_fill(tmp_path):
     ):
         run_pretraining(recipe, tmp_path)
     assert not (tmp_path / "pretraining").exists()  # checked before anything trains
+
+
+def test_force_reaches_the_generation_steps(tmp_path, monkeypatch):
+    import generation.dlr.pipeline as pipeline
+
+    seen = []
+
+    class Stop(RuntimeError):
+        pass
+
+    def run_step(step_dir, config, fn, name=None, upstream=None, force=False):
+        seen.append((Path(step_dir).name, force))
+        raise Stop("recorded")
+
+    monkeypatch.setattr(pipeline, "run_step", run_step)
+    p = tmp_path / "g.yaml"
+    p.write_text(yaml.safe_dump({"name": "g", "run_dir": str(tmp_path / "run"),
+                                 "stages": ["generation"]}))  # fmt: skip
+    assert main(["run", str(p)]) == 2 and seen == [("demos", False)]
+    assert main(["run", str(p), "--force"]) == 2 and seen[-1] == ("demos", True)
