@@ -177,8 +177,11 @@ def cmd_run(args) -> int:
     from benchmarks.runner import run_recipe
 
     outputs = run_recipe(
-        args.recipe, overrides=_parse_overrides(args.set), only=args.only, force=args.force
-    )
+        args.recipe, overrides=_parse_overrides(args.set), only=args.only, force=args.force,
+        dry_run=args.dry_run, wait=args.wait,
+    )  # fmt: skip
+    if args.dry_run:
+        return 0
     print("\noutputs:")
     for stage, path in outputs.items():
         print(f"  {stage:12s} {path}")
@@ -317,8 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. demos.episodes_per_task=6",
     )
-    s.add_argument("--only", action="append", help="run only these stages")
-    s.add_argument("--force", action="store_true", help="rerun stages even if complete")
+    s.add_argument("--only", action="append", help="run only these stages (repeatable)")
+    s.add_argument(
+        "--force", action="store_true", help="rebuild the stages' outputs even if complete"
+    )
+    s.add_argument(
+        "--dry-run", action="store_true",
+        help="print the resolved recipe and the planned work; run nothing",
+    )  # fmt: skip
+    s.add_argument(
+        "--wait", action="store_true", help="wait for another dlr run of this run folder to end"
+    )
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser(

@@ -3,13 +3,24 @@ its path in the recipe, the problem, and the allowed keys or values."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from generation.envs.suites import SUITES
+from adaptation.adapt import AdaptConfig
+from generation.dlr.pipeline import PIPELINE_SET, GenerationConfig
+from generation.envs.suites import SUITES, parse_tasks
 
 
 class Strict(BaseModel):
@@ -36,12 +47,11 @@ class DemosConfig(Strict):
     render_mode: Literal["fast", "faithful"] = "fast"
     num_workers: int = Field(default=2, ge=1, le=64)
     keep_failures: bool = False
+    seed: int = Field(default=0, description="default: the recipe's seed")
 
     @field_validator("tasks")
     @classmethod
     def _tasks_exist(cls, v, info):
-        from generation.envs.suites import parse_tasks
-
         for suite in info.data.get("suites") or []:
             parse_tasks(suite, v)  # raises ValueError listing valid tasks
         return v
@@ -66,6 +76,7 @@ class PretrainStageConfig(Strict):
     num_workers: int = Field(default=0, ge=0)
     save_every: int = Field(default=500, ge=1)
     policy_overrides: dict[str, Any] = {}
+    seed: int = Field(default=0, description="default: the recipe's seed")
 
     @field_validator("archs")
     @classmethod
@@ -73,6 +84,14 @@ class PretrainStageConfig(Strict):
         from pretraining.factory import canonical_arch
 
         return [canonical_arch(a) for a in v]  # raises listing the valid architectures
+
+    @model_validator(mode="after")
+    def _policy_configs_build(self):
+        from pretraining.factory import make_config
+
+        for arch in self.archs:  # unknown preset or policy_overrides key fails here, not later
+            make_config(arch, self.preset, device="cpu", **self.policy_overrides)
+        return self
 
     @field_validator("sizes")
     @classmethod
@@ -104,8 +123,22 @@ class EvalStageConfig(Strict):
     )
 
 
+STAGES = ("demos", "generation", "pretraining", "adaptation", "evaluation", "report")
+# the sections each stage reads: they get their defaults when the recipe leaves them out
+NEEDS: dict[str, tuple[str, ...]] = {
+    "demos": ("demos",),
+    "generation": ("generation",),
+    "pretraining": ("pretraining",),
+    "adaptation": ("pretraining", "adaptation"),
+    "evaluation": ("pretraining", "adaptation", "evaluation"),
+    "report": (),
+}
+SEEDED = ("demos", "generation", "pretraining", "adaptation")
+
+
 class Recipe(Strict):
-    """One benchmark run: ``dlr run <recipe.yaml>`` executes its stages in order."""
+    """One benchmark run: ``dlr run <recipe.yaml>`` executes its stages in order. Every
+    section's ``seed`` is the recipe's ``seed`` unless the section sets its own."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -115,45 +148,94 @@ class Recipe(Strict):
         Literal["demos", "generation", "pretraining", "adaptation", "evaluation", "report"]
     ] = ["demos"]
     demos: DemosConfig = DemosConfig()
-    # Later stages' sections are validated by their own packages' models (see _STAGE_MODELS).
-    generation: dict[str, Any] | None = None
-    pretraining: dict[str, Any] | None = None
-    adaptation: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
+    generation: GenerationConfig | None = None
+    pretraining: PretrainStageConfig | None = None
+    adaptation: AdaptConfig | None = None
+    evaluation: EvalStageConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_sections_and_seeds(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        stages = data.get("stages", ["demos"])
+        needed = {s for stage in stages if isinstance(stage, str) for s in NEEDS.get(stage, ())}
+        for name in needed | {"demos"}:
+            if data.get(name) is None:
+                data[name] = {}
+        for name in SEEDED:
+            if isinstance(data.get(name), dict) and "seed" not in data[name]:
+                data[name] = {**data[name], "seed": data.get("seed", 0)}
+        return data
+
+    @model_validator(mode="after")
+    def _evaluation_tasks_exist(self):
+        if self.evaluation is not None and self.evaluation.tasks is not None:
+            for suite in (self.adaptation or AdaptConfig()).suites:
+                try:
+                    parse_tasks(suite, self.evaluation.tasks)
+                except ValueError as e:
+                    raise ValueError(f"evaluation.tasks: {e}") from None
+        return self
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir or f"runs/{self.name}")
+
+    def resolved(self) -> dict:
+        """Every value that runs, as a recipe that loads back to the same config."""
+        return self.model_dump(mode="json")
 
 
 class RecipeError(ValueError):
     pass
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names of the model that owns the location ``loc[:-1]``."""
+def _config_class(annotation: Any) -> type | None:
+    """The pydantic model or dataclass in ``annotation`` (``X | None`` unwrapped)."""
+    for cand in (annotation, *typing.get_args(annotation)):
+        if isinstance(cand, type) and (
+            issubclass(cand, BaseModel) or dataclasses.is_dataclass(cand)
+        ):
+            return cand
+    return None
+
+
+def _allowed_keys(model: type, loc: tuple) -> list[str]:
+    """The keys a recipe may write at the location ``loc[:-1]`` (models and dataclasses)."""
+    parent = None
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
+        hints = typing.get_type_hints(model) if dataclasses.is_dataclass(model) else None
+        ann = (
+            hints.get(part) if hints else getattr(model.model_fields.get(part), "annotation", None)
+        )
+        nxt = _config_class(ann)
+        if nxt is None:
             return []
-    return list(model.model_fields)
+        parent, model = (model, part), nxt
+    if dataclasses.is_dataclass(model):
+        keys = [f.name for f in dataclasses.fields(model)]
+    else:
+        keys = list(model.model_fields)
+    if parent and parent[0] is GenerationConfig:  # computed fields are no recipe keys
+        keys = [k for k in keys if k not in PIPELINE_SET.get(parent[1], {})]
+    return keys
 
 
 def format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:
     lines = [f"invalid recipe {source}:"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc) or "<root>"
-        if e["type"] == "extra_forbidden":
+        path = ".".join(str(p) for p in loc)
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             allowed = _allowed_keys(model, loc)
             lines.append(f"  {path}: unknown key; allowed keys here: {', '.join(allowed)}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path}: {msg} (got {e.get('input')!r})")
+            got = "" if isinstance(e.get("input"), dict) or not path else f" (got {e['input']!r})"
+            lines.append(f"  {path + ': ' if path else ''}{msg}{got}")
     return "\n".join(lines)
 
 
@@ -175,59 +257,21 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> Recipe:
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {dotted}: {p} is a value, not a section of keys")
         node[leaf] = value
     return validate_recipe(data, str(path))
 
 
 def validate_recipe(data: dict, source: str = "<recipe>") -> Recipe:
+    """The typed recipe, validated once (every section, suite, task, arch) with defaults filled."""
     try:
-        recipe = Recipe.model_validate(data)
+        return Recipe.model_validate(data)
     except ValidationError as e:
         raise RecipeError(format_validation_error(e, source, Recipe)) from None
-    for section, model in stage_models().items():
-        raw = getattr(recipe, section)
-        if raw is None and section in recipe.stages:
-            raw = {}
-        if raw is not None:
-            try:
-                model.model_validate(raw)
-            except ValidationError as e:
-                err = format_validation_error(e, source, model)
-                raise RecipeError(err.replace("\n  ", f"\n  {section}.")) from None
-    missing = [
-        s
-        for s in recipe.stages
-        if s in ("generation", "pretraining", "adaptation", "evaluation")
-        and s not in stage_models()
-    ]
-    if missing:
-        raise RecipeError(
-            f"recipe {source} asks for stage(s) {missing}, which this version does not implement"
-        )
-    return recipe
-
-
-def stage_models() -> dict[str, type[BaseModel]]:
-    """Config models of the stages that exist, by recipe section."""
-    from adaptation.adapt import AdaptConfig
-
-    models: dict[str, type[BaseModel]] = {
-        "pretraining": PretrainStageConfig,
-        "adaptation": AdaptConfig,
-        "evaluation": EvalStageConfig,
-    }
-    try:
-        from generation.dlr.pipeline import GenerationConfig
-
-        models["generation"] = GenerationConfig
-    except ImportError:
-        pass
-    return models
-
-
-def section(recipe: Recipe, name: str) -> BaseModel:
-    return stage_models()[name].model_validate(getattr(recipe, name) or {})
 
 
 __all__ = ["Recipe", "DemosConfig", "RecipeError", "load_recipe", "validate_recipe", "SUITES"]

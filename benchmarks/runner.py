@@ -7,13 +7,26 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from benchmarks.config import Recipe, load_recipe, section
+from benchmarks.config import Recipe, load_recipe
 from generation.envs import SCENE_VERSION
-from generation.manifest import is_complete, read_manifest, stage, write_json_atomic
+from generation.integrity import check_safetensors
+from generation.manifest import (
+    atomic_write,
+    config_hash,
+    is_complete,
+    keyed,
+    prepare_step,
+    run_step,
+    stage,
+    steps_run,
+    update_manifest,
+    upstream_hashes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +51,18 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         stage_cfg = {
             "demos": cfg.model_dump(mode="json", exclude={"suites"}),
             "suite": suite,
-            "seed": recipe.seed,
             "scene": SCENE_VERSION,
         }
         if not force and is_complete(out, stage_cfg):
             log.info("demos: %s complete for this config, skipped (%s)", suite, out)
             continue
+        t0 = time.time()
         summary = collect_demos(
             parse_tasks(suite, cfg.tasks), cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
-            seed=recipe.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
+            seed=cfg.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
         )  # fmt: skip
         # the dataset was renamed into place: the manifest goes in afterwards
-        with stage(out, stage_cfg, "demos", seed=recipe.seed) as results:
+        with stage(out, stage_cfg, "demos", seed=cfg.seed, started_at=t0) as results:
             results.update(summary)
     return run_dir / "demos"
 
@@ -57,15 +70,13 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.dlr.pipeline import run_generation as _run
 
-    cfg = section(recipe, "generation")
-    _run(cfg, run_dir)
+    _run(recipe.generation, run_dir, force=force)
     # ARCHITECTURE.md: diversity metrics live with the evaluation results
     table = run_dir / "datasets" / "diversity.parquet"
     if table.is_file():
         (run_dir / "evaluation").mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "evaluation" / ".diversity.parquet.tmp"
-        shutil.copyfile(table, tmp)
-        tmp.replace(run_dir / "evaluation" / "diversity.parquet")
+        with atomic_write(run_dir / "evaluation" / "diversity.parquet") as tmp:
+            shutil.copyfile(table, tmp)
     return run_dir / "datasets"
 
 
@@ -75,55 +86,57 @@ STAGES: dict[str, Callable[[Recipe, Path, bool], Path]] = {
 }
 
 
+def check_only(only: list[str] | None, recipe: Recipe | None = None) -> None:
+    """``--only`` names stages that exist (and that the recipe runs)."""
+    from benchmarks.config import STAGES as ALL
+
+    for name in only or []:
+        if name not in ALL:
+            raise ValueError(f"--only {name}: unknown stage; valid stages: {', '.join(ALL)}")
+        if recipe is not None and name not in recipe.stages:
+            raise ValueError(
+                f"--only {name}: not a stage of recipe {recipe.name} "
+                f"(its stages: {', '.join(recipe.stages)})"
+            )
+
+
 def run_recipe(
     path: str | Path,
     overrides: dict | None = None,
     only: list[str] | None = None,
     force: bool = False,
+    dry_run: bool = False,
+    wait: bool = False,
 ) -> dict[str, Path]:
+    """Run the recipe's stages (``only``: a subset) in one locked run folder. ``dry_run``
+    prints the resolved recipe and the planned work and runs nothing."""
+    from benchmarks.plan import plan
+    from benchmarks.rundir import record_timing, run_lock, write_resolved
+
+    check_only(only)
     recipe = load_recipe(path, overrides)
-    if "generation" in recipe.stages:
-        for warning in section(recipe, "generation").budget_warnings():
+    check_only(only, recipe)
+    stages = [s for s in recipe.stages if not only or s in only]
+    if "generation" in stages:
+        for warning in recipe.generation.budget_warnings():
             log.warning(warning)
     run_dir = recipe.resolved_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = recipe.model_dump(mode="json")
-    tmp = run_dir / ".recipe.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
-    tmp.replace(run_dir / "recipe.yaml")
+    if dry_run:
+        print(yaml.safe_dump(recipe.resolved(), sort_keys=False))
+        print(f"planned work in {run_dir} (nothing was run):")
+        print("\n".join(plan(recipe, stages)))
+        return {}
     outputs: dict[str, Path] = {}
-    timings = {}
-    for name in recipe.stages:
-        if only and name not in only:
-            continue
-        if name not in STAGES:
-            raise ValueError(f"stage {name!r} is not implemented yet; implemented: {list(STAGES)}")
-        log.info("== stage %s ==", name)
-        t0 = time.time()
-        outputs[name] = STAGES[name](recipe, run_dir, force)
-        timings[name] = round(time.time() - t0, 1)
-        log.info("stage %s done in %.1fs -> %s", name, timings[name], outputs[name])
-    write_json_atomic(run_dir / "timings.json", timings)
+    with run_lock(run_dir, wait):
+        write_resolved(run_dir, recipe.resolved())
+        for name in stages:
+            log.info("== stage %s ==", name)
+            t0, before = time.time(), steps_run()
+            outputs[name] = STAGES[name](recipe, run_dir, force)
+            if steps_run() > before or name == "report":  # a skipped stage keeps its last time
+                record_timing(run_dir, name, time.time() - t0)
+            log.info("stage %s done in %.1fs -> %s", name, time.time() - t0, outputs[name])
     return outputs
-
-
-UPSTREAM = ".upstream"
-
-
-def _ensure_fresh(out: Path, key: str, force: bool = False) -> None:
-    """Keep ``out`` only if it was made from the same inputs (``key``: its config and what it
-    was built from); else remove it so that it is rebuilt. A matching partial run resumes."""
-    marker = out / UPSTREAM
-    if out.exists() and (force or not marker.is_file() or marker.read_text() != key):
-        log.warning("%s was built from other inputs (or --force): rebuilding it", out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)
-
-
-def _key(out: Path) -> str:
-    marker = out / UPSTREAM
-    return marker.read_text() if marker.is_file() else "none"
 
 
 def _dataset_size(root: Path) -> int:
@@ -134,7 +147,7 @@ def _dataset_size(root: Path) -> int:
 
 def pretraining_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
     """Every (arch, source, size) pretraining run of the recipe, with its dataset and output."""
-    cfg = section(recipe, "pretraining")
+    cfg = recipe.pretraining
     runs = []
     for arch in cfg.archs:
         for source in cfg.sources:
@@ -148,7 +161,7 @@ def pretraining_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
 def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from pretraining.train import PretrainConfig, train
 
-    cfg = section(recipe, "pretraining")
+    cfg = recipe.pretraining
     runs = pretraining_runs(recipe, run_dir)
     for r in runs:  # every dataset before any training: a missing one fails at once
         if not (r["dataset"] / "meta" / "info.json").is_file():
@@ -168,12 +181,13 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         run = PretrainConfig(
             arch=r["arch"], preset=cfg.preset, dataset_roots=[str(r["dataset"])], output_dir=str(r["out"]),
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-            grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=recipe.seed,
+            grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=cfg.seed,
             image_size=cfg.image_size or recipe.demos.image_size, save_every=cfg.save_every,
             num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
+            upstream=upstream_hashes({"datasets": run_dir / "datasets"}),
         )  # fmt: skip
-        data = read_manifest(run_dir / "datasets") or {}
-        _ensure_fresh(r["out"], f"{run.hash()}|datasets:{data.get('config_hash')}", force)
+        if prepare_step(r["out"], run.hash(), force):
+            continue
         log.info("pretraining %s on %s/%s", r["arch"], r["source"], r["size_name"])
         train(run)
     return run_dir / "pretraining"
@@ -181,8 +195,8 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 def adaptation_runs(recipe: Recipe, run_dir: Path) -> list[dict]:
     """Every adaptation run: each pretrained checkpoint and a non-pretrained one (source none)."""
-    pre = section(recipe, "pretraining")
-    ada = section(recipe, "adaptation")
+    pre = recipe.pretraining
+    ada = recipe.adaptation
     runs = []
     for arch in pre.archs:
         bases = [("none", "n0", None, 0)]
@@ -202,8 +216,8 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from adaptation.adapt import adapt_config
     from pretraining.train import train
 
-    pre = section(recipe, "pretraining")
-    ada = section(recipe, "adaptation")
+    pre = recipe.pretraining
+    ada = recipe.adaptation
     for r in adaptation_runs(recipe, run_dir):
         demos = run_dir / "demos" / r["suite"]
         if not (demos / "meta" / "info.json").is_file():
@@ -214,9 +228,10 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         run = adapt_config(ada, arch=r["arch"], preset=pre.preset, dataset_roots=[demos], out_dir=r["out"],
                            pretrained=r["pretrained"], image_size=pre.image_size or recipe.demos.image_size,
                            policy_overrides=dict(pre.policy_overrides))  # fmt: skip
-        base = _key(r["pretrained"]) if r["pretrained"] else "scratch"
-        demos_hash = (read_manifest(demos) or {}).get("config_hash")
-        _ensure_fresh(r["out"], f"{run.hash()}|base:{base}|demos:{demos_hash}", force)
+        upstream = {"demos": demos} | ({"base": r["pretrained"]} if r["pretrained"] else {})
+        run = replace(run, upstream=upstream_hashes(upstream))
+        if prepare_step(r["out"], run.hash(), force):
+            continue
         log.info(
             "adapting %s/%s/%s to %s (%s)",
             r["arch"],
@@ -232,7 +247,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from evaluation.closed_loop import EvalPool, evaluate
 
-    cfg = section(recipe, "evaluation")
+    cfg = recipe.evaluation
     out = run_dir / "evaluation"
     runs = adaptation_runs(recipe, run_dir)
     for r in runs:
@@ -240,12 +255,19 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             raise FileNotFoundError(
                 f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
             )
+        for weights in r["out"].glob(
+            "*.safetensors"
+        ):  # a truncated file fails here, not per episode
+            check_safetensors(weights)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
     with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
         for r in runs:
             # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
             cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
-            _ensure_fresh(cache, _key(r["out"]), force)
+            key = keyed("closed-loop episodes", {"checkpoint": r["out"]})
+            prepare_step(cache, config_hash(key), force, clear_unrecorded=True)
+            update_manifest(cache, stage="evaluation cache", config=key, config_hash=config_hash(key),
+                            status="running")  # fmt: skip
             if r["suite"] in heldout:
                 _offline(r, heldout[r["suite"]], cache, out)
             evaluate(
@@ -267,21 +289,21 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
     demos = recipe.demos
     spec = _demo_spec(demos)
     roots = {}
-    for suite in section(recipe, "adaptation").suites:
+    for suite in recipe.adaptation.suites:
         out = run_dir / "evaluation" / "heldout" / suite
         indices = _eval_tasks(recipe, cfg, suite)
         tasks = [t for t in list_tasks(suite) if indices is None or t.index in indices]
         stage_cfg = {"episodes_per_task": cfg.offline_episodes_per_task, "suite": suite,
                      "tasks": [t.index for t in tasks], "first_episode": demos.episodes_per_task,
                      "image_size": demos.image_size, "wrist_image": demos.wrist_image,
-                     "seed": recipe.seed, "scene": SCENE_VERSION}  # fmt: skip
+                     "seed": demos.seed, "scene": SCENE_VERSION}  # fmt: skip
         if force or not is_complete(out, stage_cfg):
             summary = collect_demos(
                 tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
-                seed=recipe.seed, render_mode=demos.render_mode,
+                seed=demos.seed, render_mode=demos.render_mode,
                 first_episode=demos.episodes_per_task,
             )  # fmt: skip
-            with stage(out, stage_cfg, "heldout demos", seed=recipe.seed) as results:
+            with stage(out, stage_cfg, "heldout demos", seed=demos.seed) as results:
                 results.update(summary)
         roots[suite] = out
     return roots
@@ -291,17 +313,15 @@ def _offline(r: dict, heldout: Path, cache: Path, out: Path) -> None:
     """Held-out action error of one adapted checkpoint, once per (checkpoint, held-out set)."""
     from evaluation.offline import evaluate_offline
 
-    marker = cache / "offline.done"
-    key = f"{_key(r['out'])}|{(read_manifest(heldout) or {}).get('config_hash')}"
-    if marker.is_file() and marker.read_text() == key:
-        return
-    evaluate_offline(
-        r["out"], arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
-        dataset_root=heldout, out_dir=out,
-    )  # fmt: skip
-    tmp = cache / ".offline.done.tmp"
-    tmp.write_text(key)
-    tmp.replace(marker)
+    def offline_step(d: Path) -> dict:
+        evaluate_offline(
+            r["out"], arch=r["arch"], source=r["source"], size=r["size"], suite=r["suite"],
+            dataset_root=heldout, out_dir=out,
+        )  # fmt: skip
+        return {}
+
+    upstream = {"checkpoint": r["out"], "heldout": heldout}
+    run_step(cache / "offline", "held-out action error", offline_step, upstream=upstream)
 
 
 def _eval_tasks(recipe: Recipe, cfg, suite: str):

@@ -155,11 +155,12 @@ def write_html_report(
     run_dir: str | Path,
     roots: Mapping[str, Path] | None = None,
     clips_per_group: int = 2,
+    folder: Path | None = None,
 ) -> Path:
-    """Write ``run_dir/report/index.html`` from the report folder (``report.md`` first) and
-    the run folder; ``roots`` (source -> kept dataset) give the rollout clips."""
+    """Write ``index.html`` into the report folder (default ``run_dir/report``) from its
+    ``report.md`` and the run folder; ``roots`` (source -> kept dataset) give the clips."""
     run_dir = Path(run_dir)
-    folder = run_dir / "report"
+    folder = Path(folder or run_dir / "report")
     index = (folder / "report.md").read_text()
     converter = markdown.Markdown(extensions=["tables", "toc"])
     title_match = re.match(r"# (.*)\n", index)

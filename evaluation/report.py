@@ -324,16 +324,29 @@ def build_report(
 
     ``dataset_roots`` (source -> LeRobot dataset) defaults to ``datasets/<source>/full``.
     """
-    from evaluation import plots
+    from generation.manifest import atomic_dir
 
     run_dir = Path(run_dir)
-    out_dir = run_dir / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(run_dir / "report") as tmp:  # a failed report leaves the last one whole
+        outputs = _build_report(run_dir, tmp, dataset_roots)
+    return {k: run_dir / "report" / p.relative_to(tmp) for k, p in outputs.items()}
+
+
+def _build_report(
+    run_dir: Path, out_dir: Path, dataset_roots: Mapping[str, str | Path] | None
+) -> dict[str, Path]:
+    from evaluation import plots
+    from evaluation.stats import RESULT_COLUMNS
+    from generation.integrity import check_dataset, read_table
+
     outputs: dict[str, Path] = {}
     sections: list[str] = [f"# DLR-Bench report: {run_dir.name}\n"]
 
     results_path = run_dir / "evaluation" / "results.parquet"
-    results = pd.read_parquet(results_path) if results_path.is_file() else pd.DataFrame()
+    fix = "delete it and rerun the evaluation stage (dlr run <recipe> --only evaluation)"
+    results = (
+        read_table(results_path, RESULT_COLUMNS, fix) if results_path.is_file() else pd.DataFrame()
+    )
     sections.append("## Downstream success (Table 2)\n")
     if results.empty:
         sections.append(f"_Skipped: no evaluation results at `{results_path}`._\n")
@@ -356,7 +369,7 @@ def build_report(
     if offline_path.is_file():
         from evaluation.offline import offline_table
 
-        offline = pd.read_parquet(offline_path)
+        offline = read_table(offline_path, fix=fix)
         display, numbers = offline_table(offline)
         outputs |= write_table(display, numbers, out_dir, "offline",
                                "Held-out action MSE (95% CI) and gripper agreement")  # fmt: skip
@@ -373,7 +386,7 @@ def build_report(
             sections.append(f"![held-out action error {arch}]({path.name})\n")
 
     diversity_path = run_dir / "evaluation" / "diversity.parquet"
-    diversity = pd.read_parquet(diversity_path) if diversity_path.is_file() else pd.DataFrame()
+    diversity = read_table(diversity_path) if diversity_path.is_file() else pd.DataFrame()
     sections.append("## Trajectory diversity (Table 1)\n")
     if diversity.empty:
         sections.append(f"_Skipped: no diversity metrics at `{diversity_path}`._\n")
@@ -391,6 +404,8 @@ def build_report(
 
     sections.append("## Trajectories\n")
     roots = {k: Path(v) for k, v in (dataset_roots or find_dataset_roots(run_dir)).items()}
+    for root in roots.values():
+        check_dataset(root)
     if not roots:
         sections.append(f"_Skipped: no datasets under `{run_dir / 'datasets'}`._\n")
     else:
@@ -409,6 +424,6 @@ def build_report(
     outputs["report"] = _write_text(out_dir / "report.md", "\n".join(sections))
     from evaluation.html_report import write_html_report
 
-    outputs["html"] = write_html_report(run_dir, roots)
-    log.info("report of %s written to %s (%d files)", run_dir, out_dir, len(outputs))
+    outputs["html"] = write_html_report(run_dir, roots, folder=out_dir)
+    log.info("report of %s written (%d files)", run_dir, len(outputs))
     return outputs

@@ -19,6 +19,7 @@ import pandas as pd
 
 from generation.data.reader import read_episode_meta
 from generation.data.schema import FPS
+from generation.integrity import check_dataset
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ def push_dataset(
     """
     root = Path(root)
     card = render_card(root, repo_id, license=license)  # validates that root is one of ours
+    check_dataset(root)  # a truncated data file must not be published under a card claiming it
     files = dataset_files(root)
     listing = files + [("README.md", len(card.encode()))]
     result = {

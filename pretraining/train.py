@@ -14,9 +14,10 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ class PretrainConfig:
     lr: float = 1e-4
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
     grad_accum: int = 1
     mixed_precision: str = "no"
     seed: int = 0
@@ -88,6 +87,8 @@ class PretrainConfig:
     stop_after: int | None = None
     init_from: str | None = None  # a checkpoint to start from (adaptation of a pretrained policy)
     lora: dict[str, Any] | None = None  # LoRA instead of full fine-tuning: see pretraining.lora
+    # config hashes of the steps this run is built from (``dataset``, ``base``): chained freshness
+    upstream: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         arch = canonical_arch(self.arch)
@@ -103,7 +104,23 @@ class PretrainConfig:
         self.dataset_roots = [str(r) for r in self.dataset_roots]
 
     def hash(self) -> str:
-        return config_hash({k: v for k, v in asdict(self).items() if k not in _NOT_HASHED})
+        skip = _NOT_HASHED | ({"init_from"} if "base" in self.upstream else set())
+        return config_hash({k: v for k, v in asdict(self).items() if k not in skip})
+
+    def portable(self) -> dict[str, Any]:
+        """The config with paths relative to the output folder: a published manifest names
+        no host folder."""
+        out = Path(self.output_dir).resolve()
+
+        def rel(p: str | None) -> str | None:
+            return None if p is None or not Path(p).is_absolute() else os.path.relpath(p, out)
+
+        cfg = asdict(self)
+        for key in ("init_from", "vision_pretrained_path", "lm_pretrained_path"):
+            cfg[key] = rel(cfg[key]) or cfg[key]
+        cfg["dataset_roots"] = [rel(r) or r for r in cfg["dataset_roots"]]
+        cfg["output_dir"] = "."
+        return cfg
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -203,9 +220,9 @@ def train(cfg: PretrainConfig) -> Path:
     preprocessor, postprocessor = make_pre_post_processors(policy_cfg, dataset_stats=stats)
     n_params = count_parameters(policy)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
-    )
+    # the policy config's preset (as lerobot's trainer); the run's lr is the peak of its schedule
+    optim_cfg = replace(policy_cfg.get_optimizer_preset(), lr=cfg.lr)
+    optimizer = optim_cfg.build(params)
     scheduler = LambdaLR(
         optimizer, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
     )
@@ -229,9 +246,10 @@ def train(cfg: PretrainConfig) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         _open_csv(out_dir, start_step)
         write_manifest(
-            out_dir, status="running", config=asdict(cfg), config_hash=cfg.hash(),
+            out_dir, status="running", config=cfg.portable(), config_hash=cfg.hash(),
+            optimizer={"type": optim_cfg.type, **asdict(optim_cfg)},
             policy_type=policy_cfg.type, num_parameters=n_params, seed=cfg.seed,
-            datasets=cfg.dataset_roots, steps_done=start_step, wall_time_s=wall_before,
+            datasets=cfg.portable()["dataset_roots"], steps_done=start_step, wall_time_s=wall_before,
         )  # fmt: skip
     tracker_cfg = (
         {"init_kwargs": {"wandb": {"project": cfg.wandb_project}}} if cfg.wandb_project else {}
@@ -267,7 +285,7 @@ def train(cfg: PretrainConfig) -> Path:
                         )
                     accelerator.backward(loss / cfg.grad_accum)
                 step_loss += loss.detach() / cfg.grad_accum
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

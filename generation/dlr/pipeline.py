@@ -35,7 +35,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_serializer,
+    field_validator,
+)
 
 from generation.data.episode import Episode
 from generation.dlr import datasets as ds
@@ -51,7 +58,7 @@ from generation.dlr.rollouts import evaluate, init_state_schedule, rollout_sched
 from generation.envs import SCENE_VERSION
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
-from generation.manifest import read_manifest, run_step
+from generation.manifest import atomic_write, read_manifest, run_step
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,20 @@ SOURCES = ("dlr", "o2o", "o2o_kl", "mi")
 PATTERNED = ("dlr", "mi")  # sources whose policy takes a pattern z
 # what makes each source what it is, applied before the recipe's per-source overrides
 SOURCE_PPO_DEFAULTS: dict[str, dict] = {"o2o": {"kl_coef": 0.0}}
-PIPELINE_SET_PPO = {"total_env_steps", "num_envs", "seed"}  # set from the budgets below
+# fields of the nested configs that the pipeline computes, and the recipe key that sets each
+PIPELINE_SET: dict[str, dict[str, str]] = {
+    "ppo": {
+        "total_env_steps": "generation.env_steps_per_pattern (x num_patterns for o2o, o2o_kl, mi)",
+        "num_envs": "generation.num_envs",
+        "seed": "generation.seed (default: the recipe's seed)",
+    },
+    "vae": {
+        "num_patterns": "generation.num_patterns",
+        "seed": "generation.seed (default: the recipe's seed)",
+    },
+    "bc": {"seed": "generation.seed (default: the recipe's seed)"},
+}
+PIPELINE_SET_PPO = set(PIPELINE_SET["ppo"])
 
 
 class SourceSettings(BaseModel):
@@ -77,8 +97,8 @@ class SourceSettings(BaseModel):
         for key in v:
             if key in PIPELINE_SET_PPO:
                 raise ValueError(
-                    f"ppo.{key} is set by the pipeline (env_steps_per_pattern, num_envs, seed), "
-                    "not per source"
+                    f"ppo.{key} is set by the pipeline from {PIPELINE_SET['ppo'][key]}, "
+                    "not per source: remove it"
                 )
             if key not in allowed:
                 raise ValueError(f"unknown PPO key {key!r}; allowed: {', '.join(allowed)}")
@@ -88,8 +108,8 @@ class SourceSettings(BaseModel):
 
 class GenerationConfig(BaseModel):
     """The ``generation`` section of a recipe. Budgets count env steps; sizes count episodes
-    per task. ``ppo.total_env_steps``, ``ppo.num_envs`` and ``ppo.seed`` are set from
-    ``env_steps_per_pattern``, ``num_envs`` and ``seed``."""
+    per task. Fields of ``ppo``/``vae``/``bc`` that the pipeline computes (``PIPELINE_SET``:
+    budgets, ``num_envs``, ``num_patterns``, seeds) are not recipe keys and are rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +142,37 @@ class GenerationConfig(BaseModel):
     image_size: int = Field(128, ge=8)
     sources: list[Literal["dlr", "o2o", "o2o_kl", "mi"]] = ["dlr", "o2o"]
     seed: int = 0
+
+    @field_validator("ppo", "vae", "bc", mode="before")
+    @classmethod
+    def _no_pipeline_set_keys(cls, v, info):
+        """A value the pipeline would overwrite is rejected, naming what sets it."""
+        if isinstance(v, dict):
+            for key, source in PIPELINE_SET[info.field_name].items():
+                if key in v:
+                    raise ValueError(f"{key} is set by the pipeline from {source}: remove it")
+        return v
+
+    @field_serializer("ppo", "vae", "bc")
+    def _dump_recipe_keys(self, v, info) -> dict:
+        """The recipe keys only: a dumped config loads back (pipeline-set fields left out)."""
+        return {k: x for k, x in asdict(v).items() if k not in PIPELINE_SET[info.field_name]}
+
+    @field_validator("suite")
+    @classmethod
+    def _suite_exists(cls, v: str) -> str:
+        from generation.envs.suites import SUITES
+
+        if v not in SUITES:
+            raise ValueError(f"unknown suite {v!r}; valid suites: {', '.join(SUITES)}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_exist(cls, v, info):
+        if "suite" in info.data:  # raises naming the valid tasks, before any work
+            parse_tasks(info.data["suite"], v)
+        return v
 
     @field_validator("mi")
     @classmethod
@@ -157,10 +208,8 @@ class GenerationConfig(BaseModel):
 
 
 def _dump(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f)
-    tmp.replace(path)
 
 
 def _load(path: Path):
@@ -168,7 +217,7 @@ def _load(path: Path):
         return pickle.load(f)
 
 
-def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
+def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
     """Every per-task step; returns the steps' results."""
     tdir = run_dir / "generation" / task.suite / str(task.index)
     K = cfg.num_patterns
@@ -182,7 +231,10 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         "task": task.key,
         "demos_per_strategy": cfg.demos_per_strategy,
         "seed": cfg.seed,
-        "dataset": str(demo_root) if demo_root.exists() else None,
+        # chained by content: the demos' manifest hash, not their path
+        "dataset": (read_manifest(demo_root) or {}).get("config_hash")
+        if demo_root.exists()
+        else None,
         "horizon": horizon,
     }
 
@@ -201,7 +253,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         _dump(eps, d / "demos.pkl")
         return {"episodes": len(eps), "strategies": sorted({e.strategy_id for e in eps})}
 
-    out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step)
+    out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step, force=force)
     demos = _load(tdir / "demos" / "demos.pkl")
     chain = {"demos": demo_cfg}
 
@@ -220,7 +272,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
         )
         return report
 
-    out["discover"] = run_step(tdir / "discover", chain, discover_step)
+    out["discover"] = run_step(tdir / "discover", chain, discover_step, force=force)
     labels = out["discover"]["episode_labels"]
 
     # ---- 2. learn: pi(a|s,z) on labelled demos, and pi(a|s) for O2O
@@ -256,7 +308,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             _dump(kept, d / "eval_episodes.pkl")
         return result
 
-    out["learn"] = run_step(tdir / "learn", chain, learn_step)
+    out["learn"] = run_step(tdir / "learn", chain, learn_step, force=force)
 
     # ---- 3. reinforce
     runs = []  # (source, pattern, policy file)
@@ -294,7 +346,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
                 k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in last.items()
             }
 
-        out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step)
+        out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step, force=force)
         final_dirs[f"{source}/{pattern}"] = rdir
 
     # ---- rollouts of the final policies on the task's shared init-state schedule
@@ -337,7 +389,9 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             _dump(by_pattern, d / "episodes.pkl")
             return stats
 
-        out[f"rollouts/{source}"] = run_step(tdir / "rollouts" / source, step_cfg, rollout_step)
+        out[f"rollouts/{source}"] = run_step(
+            tdir / "rollouts" / source, step_cfg, rollout_step, force=force
+        )
 
     # ---- analysis: mode occupancy of the rollouts and of PPO's snapshots
     analysis_cfg = {
@@ -358,7 +412,7 @@ def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path) -> dict:
             for r in final.itertuples()
         }
 
-    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step)
+    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step, force=force)
     return out
 
 
@@ -460,13 +514,14 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
-    """Run every task, then write matched datasets and diversity; returns a summary."""
+def run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
+    """Run every task, then write matched datasets and diversity; returns a summary.
+    ``force``: rebuild every step, complete or not."""
     with torch_threads(1):
-        return _run_generation(cfg, Path(run_dir))
+        return _run_generation(cfg, Path(run_dir), force)
 
 
-def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
+def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     tasks = parse_tasks(cfg.suite, cfg.tasks)
@@ -474,7 +529,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
     t0 = time.time()
     for task in tasks:
         t = time.time()
-        summary["tasks"][task.key] = run_task(task, cfg, run_dir)
+        summary["tasks"][task.key] = run_task(task, cfg, run_dir, force)
         summary["wall_time_s"][task.key] = time.time() - t
 
     # ---- matched datasets over all tasks
@@ -589,7 +644,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path) -> dict:
         return result
 
     t = time.time()
-    summary["datasets"] = run_step(run_dir / "datasets", ds_cfg, datasets_step)
+    summary["datasets"] = run_step(run_dir / "datasets", ds_cfg, datasets_step, force=force)
     summary["wall_time_s"]["datasets"] = time.time() - t
     summary["wall_time_s"]["total"] = time.time() - t0
     return summary

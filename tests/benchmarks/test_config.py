@@ -74,12 +74,10 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.stem != "smoke"], ids=lambda p: p.name)
 def test_shipped_recipes_give_ppo_at_least_30_updates_per_run(path):
-    from benchmarks.config import section
-
     recipe = load_recipe(path)
     if "generation" not in recipe.stages:
         pytest.skip("no generation stage")
-    cfg = section(recipe, "generation")
+    cfg = recipe.generation
     for source in cfg.sources:
         assert cfg.source_ppo(source).num_iterations >= 30, (path.name, source)
     assert cfg.budget_warnings() == []
@@ -109,7 +107,7 @@ def test_per_source_ppo_settings():
     "ppo, expected",
     [
         ({"kl_coeff": 0.1}, "unknown PPO key 'kl_coeff'; allowed: actor_lr"),
-        ({"total_env_steps": 5}, "ppo.total_env_steps is set by the pipeline"),
+        ({"total_env_steps": 5}, "ppo.total_env_steps is set by the pipeline from generation.env_"),
         ({"kl_coef": "lots"}, "kl_coef"),
     ],
 )
@@ -117,3 +115,93 @@ def test_per_source_ppo_keys_are_checked(ppo, expected):
     with pytest.raises(RecipeError) as e:
         validate_recipe(_minimal(stages=["generation"], generation={"o2o": {"ppo": ppo}}), "r.yaml")
     assert expected in str(e.value) and "generation.o2o.ppo" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        (
+            {"ppo": {"kl_coeff": 0.1}},
+            "generation.ppo.kl_coeff: unknown key; allowed keys here: num_steps, gamma",
+        ),
+        ({"vae": {"epoch": 3}}, "generation.vae.epoch: unknown key; allowed keys here: window"),
+        ({"mi": {"betta": 1}}, "generation.mi.betta: unknown key; allowed keys here: beta"),
+        ({"ppo": {"total_env_steps": 5}}, "total_env_steps is set by the pipeline from generation.env_steps_per_pattern"),
+        ({"ppo": {"num_envs": 4}}, "num_envs is set by the pipeline from generation.num_envs"),
+        ({"ppo": {"seed": 1}}, "seed is set by the pipeline from generation.seed"),
+        ({"vae": {"num_patterns": 4}}, "num_patterns is set by the pipeline from generation.num_patterns"),
+        ({"vae": {"seed": 4}}, "generation.vae: seed is set by the pipeline from generation.seed"),
+        ({"bc": {"seed": 4}}, "generation.bc: seed is set by the pipeline from generation.seed"),
+        ({"tasks": [99]}, "generation.tasks: task index 99 out of range for libero_object"),
+        ({"suite": "libero_100"}, "generation.suite: unknown suite 'libero_100'; valid suites"),
+    ],
+)  # fmt: skip
+def test_generation_keys_are_honoured_or_rejected_at_load(section, expected):
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(_minimal(stages=["generation"], generation=section), "r.yaml")
+    assert expected in str(e.value)
+
+
+def test_allowed_keys_leave_out_what_the_pipeline_sets():
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(_minimal(generation={"ppo": {"x": 1}}), "r.yaml")
+    allowed = str(e.value).split("allowed keys here: ")[1].split(", ")
+    assert "kl_coef" in allowed and not {"total_env_steps", "num_envs", "seed"} & set(allowed)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (
+            _minimal(stages=["evaluation"], evaluation={"tasks": [99]}),
+            "evaluation.tasks: task index 99 out of range for libero_spatial",
+        ),
+        (_minimal(stages=["pretraining"], pretraining={"preset": "huge"}), "Unknown preset 'huge'"),
+        (
+            _minimal(stages=["pretraining"], pretraining={"policy_overrides": {"hiden": 3}}),
+            "Unknown config field(s) ['hiden']",
+        ),
+    ],
+)
+def test_later_stages_are_checked_at_load(data, expected):
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(data, "r.yaml")
+    assert expected in str(e.value)
+
+
+def test_every_section_seed_derives_from_the_recipe_seed_unless_set():
+    r = validate_recipe(
+        _minimal(seed=7, stages=["demos", "generation", "evaluation"], adaptation={"seed": 1})
+    )
+    assert r.demos.seed == r.generation.seed == r.pretraining.seed == 7
+    assert r.adaptation.seed == 1  # set explicitly: kept
+    assert r.generation.source_ppo("dlr").seed == 7
+
+
+def test_sections_are_typed_with_defaults_filled():
+    from adaptation.adapt import AdaptConfig
+    from generation.dlr.pipeline import GenerationConfig
+
+    r = validate_recipe(_minimal(stages=["generation", "adaptation"]))
+    assert isinstance(r.generation, GenerationConfig) and isinstance(r.adaptation, AdaptConfig)
+    assert r.pretraining is not None  # adaptation reads the pretraining section
+    assert r.evaluation is None
+
+
+def test_resolved_recipe_round_trips_to_the_same_config_hashes():
+    from generation.manifest import config_hash
+
+    r = validate_recipe(
+        _minimal(seed=3, stages=["demos", "generation", "evaluation"],
+                 generation={"ppo": {"kl_coef": 0.2}, "o2o": {"ppo": {"actor_lr": 1e-5}}})
+    )  # fmt: skip
+    again = validate_recipe(yaml.safe_load(yaml.safe_dump(r.resolved())))
+    assert again == r
+    for s in ("dlr", "o2o"):
+        assert config_hash(again.generation.source_ppo(s)) == config_hash(
+            r.generation.source_ppo(s)
+        )
+    assert (
+        again.generation.ppo.kl_coef == 0.2
+        and "total_env_steps" not in r.resolved()["generation"]["ppo"]
+    )

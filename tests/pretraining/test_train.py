@@ -195,3 +195,26 @@ def test_fast_dataset_items_equal_lerobot(tiny_dataset: Path) -> None:
                 assert value.dtype == got[key].dtype and torch.equal(value, got[key]), key
             else:
                 assert value == got[key]
+
+
+def test_optimiser_comes_from_the_policy_preset_and_manifest_is_portable(
+    trained: dict[str, Path], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """``optimizer_*`` of the policy config reach AdamW; the manifest names no absolute path."""
+    from pretraining.train import train
+
+    out = tmp_path / "adapted"
+    overrides = {"optimizer_betas": (0.8, 0.9), "optimizer_weight_decay": 0.25}
+    cfg = _cfg(tiny_dataset, out, "openvla", steps=1, warmup_steps=0, save_every=1,
+               policy_overrides=overrides, init_from=str(trained["openvla"].resolve()))  # fmt: skip
+    train(cfg)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["optimizer"]["betas"] == [0.8, 0.9]
+    assert manifest["optimizer"]["weight_decay"] == 0.25 and manifest["optimizer"]["lr"] == cfg.lr
+    text = (out / "manifest.json").read_text()
+    assert str(tmp_path) not in text and "host" not in manifest
+    assert (out / manifest["config"]["init_from"]).resolve() == trained["openvla"].resolve()
+    state = torch.load(
+        next((out / "checkpoints").glob("step_*")) / "optimizer.bin", weights_only=False
+    )
+    assert state["param_groups"][0]["betas"] == (0.8, 0.9)
