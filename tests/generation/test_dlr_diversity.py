@@ -95,7 +95,9 @@ def test_bootstrap_ratio_ci_and_per_state_scope():
     wide, narrow = _layouts(0.2), _layouts(0.01, seed=1)
     table = dv.bootstrap_ratios(wide, narrow, n_boot=200).set_index(["scope", "metric"])
     row = table.loc[("per_init_state", "mean_pairwise_distance")]
-    assert row["ratio"] > 5 and row["ci_low"] > 1 and row["ci_low"] <= row["ratio"] <= row["ci_high"]
+    assert (
+        row["ratio"] > 5 and row["ci_low"] > 1 and row["ci_low"] <= row["ratio"] <= row["ci_high"]
+    )
     assert row["n_states"] == 6 and row["n_num"] == row["n_den"] == 18
     # pooled, the layouts' spread dominates both sources: the ratio is far smaller
     pooled = table.loc[("pooled", "mean_pairwise_distance")]

@@ -237,7 +237,9 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     assert kl["o2o"] == 0.0 and kl["o2o_kl"] == kl["dlr/pattern_0"] > 0
     # occupancy: labelled final rollouts and PPO snapshots (iteration 1: the BC policy)
     occupancy = pd.read_parquet(tdir / "analysis" / "occupancy.parquet")
-    assert {"bc", "rollouts", "ppo"} >= set(occupancy["stage"]) and "vae" in set(occupancy["labeler"])
+    assert {"bc", "rollouts", "ppo"} >= set(occupancy["stage"]) and "vae" in set(
+        occupancy["labeler"]
+    )
     # matched datasets: exactly equal counts, nested subset, pattern ids balanced
     sources = ("dlr", "o2o", "o2o_kl", "mi")
     full = {s: load_episodes(run / "datasets" / s / "full") for s in sources}
