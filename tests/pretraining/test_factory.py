@@ -122,3 +122,36 @@ def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
     from pretraining.factory import load_policy
 
     assert load_policy(ckpt, device="cpu").config.type == "dlr_openvla"
+
+
+@pytest.mark.parametrize("arch", ["openvla", "pi0", "smolvla"])
+def test_presets_from_lerobot_cli_arguments(arch: str, tmp_path) -> None:
+    """`--policy.preset=base` as lerobot-train parses it (draccus); explicit sizes win."""
+    from dataclasses import make_dataclass
+
+    import draccus
+    from lerobot.configs import PreTrainedConfig
+
+    from pretraining.factory import PRESETS, make_config, register_all
+
+    Args = make_dataclass("Args", [("policy", PreTrainedConfig)])  # lerobot-train's `--policy.*`
+    register_all()
+
+    def parse(*args: str) -> PreTrainedConfig:
+        return draccus.parse(
+            Args, args=[f"--policy.type=dlr_{arch}", "--policy.device=cpu", *args]
+        ).policy
+
+    base, tiny = PRESETS[arch]["base"], PRESETS[arch]["tiny"]
+    cfg = parse("--policy.preset=base", f"--policy.image_size={tiny['image_size']}")
+    assert cfg.preset == "base" and cfg.image_size == tiny["image_size"]  # given: kept
+    assert all(getattr(cfg, k) == v for k, v in base.items() if k != "image_size")
+    default = parse()
+    assert default.preset == "tiny" and all(getattr(default, k) == v for k, v in tiny.items())
+    assert default == make_config(arch, "tiny", device="cpu")
+    cfg._save_pretrained(tmp_path)  # a checkpoint's config.json keeps every size
+    assert PreTrainedConfig.from_pretrained(tmp_path) == cfg
+    with pytest.raises(Exception) as err:  # draccus wraps the config's own error
+        parse("--policy.preset=huge")
+    assert "Unknown preset 'huge' for dlr_" in str(err.value.__cause__)
+    assert "valid: base, tiny" in str(err.value.__cause__)
