@@ -98,7 +98,8 @@ def test_pretrained_backbones_load_instead_of_random_init(tiny_dataset, tmp_path
 
 @pytest.mark.slow
 def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
-    """`lerobot-train --policy.type=dlr_openvla` trains 2 steps (needs the plugin installed)."""
+    """`lerobot-train --policy.type=dlr_openvla --policy.preset=tiny` trains 2 steps (needs the
+    plugin installed)."""
     import importlib.metadata
     import os
     import subprocess
@@ -110,7 +111,7 @@ def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
         pytest.skip("plugin not installed: pip install -e plugins/lerobot_policy_dlr --no-deps")
     cli = Path(sys.executable).with_name("lerobot-train")
     cmd = [
-        str(cli), "--policy.type=dlr_openvla", "--policy.image_size=32",
+        str(cli), "--policy.type=dlr_openvla", "--policy.preset=tiny", "--policy.image_size=32",
         "--policy.push_to_hub=false", "--policy.device=cpu", f"--dataset.repo_id=local/{tiny_dataset.name}",
         f"--dataset.root={tiny_dataset}", "--dataset.video_backend=pyav", "--steps=2",
         "--batch_size=4", "--num_workers=0", "--save_freq=2", "--log_freq=1",
@@ -121,7 +122,8 @@ def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
     ckpt = tmp_path / "out" / "checkpoints" / "last" / "pretrained_model"
     from pretraining.factory import load_policy
 
-    assert load_policy(ckpt, device="cpu").config.type == "dlr_openvla"
+    config = load_policy(ckpt, device="cpu").config
+    assert config.type == "dlr_openvla" and config.preset == "tiny" and config.image_size == 32
 
 
 @pytest.mark.parametrize("arch", ["openvla", "pi0", "smolvla"])
