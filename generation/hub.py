@@ -1,9 +1,12 @@
 """Publish one of our datasets to the Hugging Face Hub with a dataset card.
 
-The card (sources, DLR patterns, sizes, tasks, suites, schema, provenance, license) is built
-from the dataset's sidecar metadata and ``meta/info.json`` and uploaded as ``README.md`` in the
-same commit as the data: it is never written into the local dataset, and a failed push leaves
-the folder untouched. Like lerobot's ``LeRobotDataset.push_to_hub``, the repo is tagged with the
+The repo id is checked before anything else. The card (:mod:`generation.hub_card`) goes up as
+``README.md`` with the data and is never written into the local dataset; a failed push leaves
+the folder untouched. A stage manifest goes up without the host name and with local paths
+made relative (:func:`scrub_manifest`), and nothing is uploaded while a text file still holds
+the host name, the home folder or the dataset's absolute path. Datasets over
+:data:`LARGE_UPLOAD_BYTES` go up with ``upload_large_folder`` (resumable, split into commits),
+others in one commit. Like lerobot's ``LeRobotDataset.push_to_hub``, the repo is tagged with the
 codebase version (``v3.0``) so lerobot loads the right revision.
 """
 
@@ -11,155 +14,110 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
+import shutil
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-import pandas as pd
-
-from generation.data.reader import read_episode_meta
-from generation.data.schema import FPS
+from generation.hub_card import LICENSE, card_description, render_card
 from generation.integrity import check_dataset
+from generation.manifest import MANIFEST
+
+__all__ = [
+    "LARGE_UPLOAD_BYTES", "LICENSE", "HubPublishError", "card_description", "dataset_files",
+    "push_dataset", "render_card", "scrub_manifest",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-LICENSE = "mit"  # LIBERO's assets and code are MIT-licensed
+LARGE_UPLOAD_BYTES = 1 << 30
 # images/: lerobot's temporary PNG folder; README.md: replaced by the generated card.
 _SKIP_TOP = ("images", "README.md")
-_SOURCE_TEXT = {
-    "demo": "scripted LIBERO demonstrators (ground-truth strategy in `strategy_id`)",
-    "dlr": "DLR rollouts: PPO policies conditioned on behaviour patterns discovered from the "
-    "demonstrations (pattern in `pattern_id`)",
-    "o2o": "offline-to-online RL rollouts without pattern conditioning (the DLR baseline)",
-    "mi": "mutual-information skill-discovery rollouts",
-    "imported": "real LIBERO demonstrations imported with `dlr import`",
-}
+_TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".csv")
+_DROPPED_KEYS = ("host", "pid")
 
 
 class HubPublishError(RuntimeError):
     """The dataset could not be published; nothing was changed locally."""
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Raise ``ValueError`` naming the rule ``repo_id`` breaks (huggingface_hub's own check)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(
+            f"invalid --repo-id {repo_id!r}: {e} Use `namespace/name`, e.g. `you/dlr-demos`"
+        ) from e
+
+
 def dataset_files(root: str | Path) -> list[tuple[str, int]]:
-    """``(path in repo, size in bytes)`` of every file that would be uploaded, sorted."""
+    """``(path in repo, size in bytes)`` of every file of ``root`` to upload as it is, sorted
+    (the manifest is uploaded scrubbed, the card generated: neither is listed here)."""
     root = Path(root)
     out = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if rel.parts[0] in _SKIP_TOP or any(part.startswith(".") for part in rel.parts):
             continue
+        if rel.as_posix() == MANIFEST:
+            continue
         out.append((rel.as_posix(), path.stat().st_size))
     return out
 
 
-def _counts_table(series: pd.Series, name: str) -> str:
-    counts = series.value_counts().sort_index()
-    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
-    return f"| {name} | episodes |\n|---|---|\n{rows}"
+def scrub_manifest(manifest: Any, root: str | Path) -> Any:
+    """``manifest`` without host names and process ids; every absolute path becomes relative
+    to ``root`` when inside it, else its last component."""
+    root = Path(root).resolve()
+    if isinstance(manifest, dict):
+        return {k: scrub_manifest(v, root) for k, v in manifest.items() if k not in _DROPPED_KEYS}
+    if isinstance(manifest, list):
+        return [scrub_manifest(v, root) for v in manifest]
+    if isinstance(manifest, str) and os.path.isabs(manifest) and len(manifest) > 1:
+        path = Path(manifest)
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    return manifest
 
 
-def _manifest(root: Path) -> dict | None:
-    for path in (root / "manifest.json", root.parent / "manifest.json"):
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError:
-                return None
-    return None
+def _leaks(text: str, root: Path) -> list[str]:
+    """The host name, home folder or local folders above the dataset that ``text`` names."""
+    host = platform.node()
+    root = root.resolve()
+    above = [p for p in (root, *root.parents) if len(p.parts) >= 3][-1:]  # e.g. /work/runs
+    secrets = [str(p) + os.sep for p in above] + [str(root), str(Path.home()) + os.sep]
+    found = [s for s in dict.fromkeys(secrets) if s in text]
+    if len(host) >= 3 and host in text:
+        found.append(f"host name {host!r}")
+    return found
 
 
-def card_description(root: str | Path) -> str:
-    """The dataset-specific part of the card, in Markdown."""
-    root = Path(root)
-    meta = read_episode_meta(root)
-    info = json.loads((root / "meta" / "info.json").read_text())
-    n_eps, n_frames = int(info.get("total_episodes", len(meta))), int(info.get("total_frames", 0))
-    fps = info.get("fps", FPS)
-    sources = sorted(meta.source.unique())
-
-    tasks = (
-        meta.groupby(["suite", "task_index", "task_name", "language"], sort=True)
-        .agg(
-            episodes=("episode_index", "size"),
-            success_rate=("success", "mean"),
-            frames=("length", "sum"),
-        )
-        .reset_index()
-    )
-    task_rows = "\n".join(
-        f"| {r.suite} | {r.task_index} | {r.language} | {r.episodes} | {r.frames} | {r.success_rate:.2f} |"
-        for r in tasks.itertuples()
-    )
-    features = "\n".join(
-        f"| `{k}` | {v['dtype']} | {tuple(v['shape'])} |"
-        for k, v in info.get("features", {}).items()
-    )
-    generated = "\n".join(
-        f"- `{s}`: {_SOURCE_TEXT.get(s, 'see the producing stage')}" for s in sources
-    )
-    manifest = _manifest(root)
-    if manifest:
-        generated += (
-            f"\n\nStage `{manifest.get('stage', '?')}`, config hash `{manifest.get('config_hash', '?')}`, "
-            f"code version `{manifest.get('code_version', '?')}`."
-        )
-    return f"""\
-A DLR-Bench dataset of LIBERO manipulation episodes in the
-[LeRobot](https://github.com/huggingface/lerobot) v3.0 format, following lerobot's LIBERO
-conventions so that lerobot's tools read it directly.
-
-### Size
-- **Episodes:** {n_eps}
-- **Frames:** {n_frames} ({n_frames / fps / 60:.1f} minutes at {fps} fps)
-- **Suites:** {", ".join(sorted(meta.suite.unique()))}
-- **Tasks:** {len(tasks)}
-
-### Sources
-{_counts_table(meta.source, "source")}
-
-### Behaviour patterns
-`pattern_id` is the DLR pattern an episode was generated for (-1: none).
-
-{_counts_table(meta.pattern_id, "pattern_id")}
-
-### Tasks
-| suite | task | instruction | episodes | frames | success rate |
-|---|---|---|---|---|---|
-{task_rows}
-
-### Schema
-| feature | dtype | shape |
-|---|---|---|
-{features}
-
-`observation.state` is the end-effector position (3), axis-angle (3) and gripper qpos (2);
-`action` is LIBERO's OSC_POSE delta in [-1, 1] with the gripper last. Per-episode metadata
-(source, suite, task, init state, seed, success, strategy and pattern) is in
-`meta/dlr_episodes.parquet`, keyed by `episode_index`; where an init state is stored, it and
-the actions replay the episode in LIBERO (`settle_steps` no-op steps after setting it).
-
-### How it was generated
-{generated}
-"""
+def _payload(root: Path, card: str) -> dict[str, bytes]:
+    """Generated files that go up from memory: the card and the scrubbed manifest."""
+    out = {"README.md": card.encode()}
+    if (root / MANIFEST).is_file():
+        manifest = json.loads((root / MANIFEST).read_text())
+        out[MANIFEST] = json.dumps(scrub_manifest(manifest, root), indent=2).encode()
+    return out
 
 
-def render_card(root: str | Path, repo_id: str, license: str = LICENSE) -> str:
-    """The full README.md (YAML header + body) built with lerobot's dataset card template."""
-    from lerobot.datasets.utils import create_lerobot_dataset_card
-
-    root = Path(root)
-    suites = sorted(read_episode_meta(root).suite.unique())  # first: it explains a wrong folder
-    info = json.loads((root / "meta" / "info.json").read_text())
-    structure = f"[meta/info.json](meta/info.json):\n```json\n{json.dumps(info, indent=4)}\n```\n"
-    card = create_lerobot_dataset_card(
-        tags=["LIBERO", "DLR-Bench", *suites],
-        license=license,
-        repo_id=repo_id,
-        dataset_description=card_description(root),
-        dataset_structure=structure,
-        url="https://libero-project.github.io",
-    )
-    return str(card)
+def _check_no_leaks(root: Path, files: list[tuple[str, int]], payload: dict[str, bytes]) -> None:
+    texts = {
+        p: (root / p).read_text(errors="replace") for p, _ in files if p.endswith(_TEXT_SUFFIXES)
+    }
+    texts.update({p: b.decode(errors="replace") for p, b in payload.items()})
+    for path, text in texts.items():
+        found = _leaks(text, root)
+        if found:
+            raise HubPublishError(
+                f"{path} of {root} holds {', '.join(found)}: remove it from that file before "
+                "publishing; nothing was uploaded"
+            )
 
 
 def _resolve_token(token: str | None) -> str:
@@ -198,53 +156,87 @@ def push_dataset(
 ) -> dict:
     """Upload the dataset at ``root`` to the Hub dataset repo ``repo_id`` with a generated card.
 
-    Returns ``{"repo_id", "files": [(path, bytes)], "total_bytes", "card", "dry_run"}`` plus
-    ``url`` and ``commit`` after a real push. ``dry_run`` only lists what would be uploaded.
-    Raises :class:`HubPublishError` without a token, without network, or if the upload fails.
+    Returns ``{"repo_id", "files": [(path, bytes)], "total_bytes", "card", "dry_run",
+    "method"}`` plus ``url`` and ``commit`` after a real push. ``dry_run`` only lists what would
+    be uploaded. Raises ``ValueError`` for a bad repo id, :class:`HubPublishError` when a file
+    would give away the host or a local path, without a token or network, or if the upload fails.
     """
+    check_repo_id(repo_id)
     root = Path(root)
     card = render_card(root, repo_id, license=license)  # validates that root is one of ours
     check_dataset(root)  # a truncated data file must not be published under a card claiming it
     files = dataset_files(root)
-    listing = files + [("README.md", len(card.encode()))]
+    payload = _payload(root, card)
+    _check_no_leaks(root, files, payload)
+    listing = sorted(files + [(p, len(b)) for p, b in payload.items()])
+    total = sum(size for _, size in listing)
+    method = "upload_large_folder" if total > LARGE_UPLOAD_BYTES else "create_commit"
     result = {
-        "repo_id": repo_id,
-        "files": listing,
-        "total_bytes": sum(size for _, size in listing),
-        "card": card,
-        "dry_run": dry_run,
-    }
+        "repo_id": repo_id, "files": listing, "total_bytes": total, "card": card,
+        "dry_run": dry_run, "method": method,
+    }  # fmt: skip
     if dry_run:
-        log.info(
-            "dry run: %d files (%d bytes) would go to %s",
-            len(listing),
-            result["total_bytes"],
-            repo_id,
-        )
+        log.info("dry run: %d files (%d bytes) would go to %s", len(listing), total, repo_id)
         return result
 
     token = _resolve_token(token)
     _check_network()
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import HfApi
 
     version = json.loads((root / "meta" / "info.json").read_text()).get("codebase_version", "v3.0")
     api = HfApi(token=token)
     try:
-        repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(root / p)) for p, _ in files]
-        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
-        commit = api.create_commit(
-            repo_id,
-            operations=ops,
-            repo_type="dataset",
-            commit_message=f"Upload {root.name} with DLR-Bench",
-        )
+        if method == "create_commit":
+            url, commit = _push_in_one_commit(api, root, repo_id, private, files, payload)
+        else:
+            url, commit = _push_large_folder(api, root, repo_id, private, files, payload)
         _retag(api, repo_id, version)
     except Exception as e:  # noqa: BLE001 - network, auth and Hub errors all mean "not published"
         raise HubPublishError(f"upload of {root} to {repo_id} failed: {e}") from e
-    result.update(url=str(repo), commit=getattr(commit, "oid", None))
-    log.info("pushed %d files to %s", len(listing), result["url"])
+    result.update(url=url, commit=commit)
+    log.info("pushed %d files to %s (%s)", len(listing), url, method)
     return result
+
+
+def _push_in_one_commit(api, root, repo_id, private, files, payload) -> tuple[str, str | None]:
+    from huggingface_hub import CommitOperationAdd
+
+    repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(root / p)) for p, _ in files]
+    ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=b) for p, b in payload.items()]
+    commit = api.create_commit(
+        repo_id,
+        operations=ops,
+        repo_type="dataset",
+        commit_message=f"Upload {root.name} with DLR-Bench",
+    )
+    return str(repo), getattr(commit, "oid", None)
+
+
+def staging_folder(repo_id: str) -> Path:
+    """Where a large upload is staged; upload_large_folder's progress there lets a rerun resume."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "dlr-bench-uploads" / repo_id.replace("/", "--")
+
+
+def _push_large_folder(api, root, repo_id, private, files, payload) -> tuple[str, None]:
+    """Link the files to upload into a staging folder (the dataset is never written to) and
+    hand it to ``upload_large_folder``; the staging folder is removed once it is all up."""
+    stage = staging_folder(repo_id)
+    for entry in stage.glob("*"):  # keep .cache/ (upload progress), refresh the links
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    for path, _ in files:
+        link = stage / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to((root / path).resolve())
+    for path, data in payload.items():
+        (stage / path).write_bytes(data)
+    api.upload_large_folder(
+        repo_id=repo_id, folder_path=stage, repo_type="dataset", private=private
+    )
+    shutil.rmtree(stage)
+    return f"https://huggingface.co/datasets/{repo_id}", None
 
 
 def _retag(api, repo_id: str, version: str) -> None:

@@ -41,6 +41,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             expert_layers=2,
             expert_heads=4,
             expert_intermediate_size=192,
+            chunk_size=10,
+            n_action_steps=10,
         ),
         "base": dict(
             _BASE_VLM,
@@ -96,8 +98,7 @@ def make_config(arch: str, preset: str = "tiny", **overrides: Any) -> PreTrained
     unknown = sorted(set(overrides) - set(config_cls.__dataclass_fields__))
     if unknown:
         raise ValueError(f"Unknown config field(s) {unknown} for {policy_type}")
-    kwargs = {**PRESETS[name][preset], **overrides}
-    return config_cls(**kwargs)
+    return config_cls(preset=preset, **overrides)  # the config fills the rest from its preset
 
 
 def load_policy(path: str | Path, device: str | None = None) -> PreTrainedPolicy:

@@ -46,9 +46,38 @@ _NOT_HASHED = {
     "save_every",
     "log_every",
     "num_workers",
-    "wandb_project",
+    "wandb",
     "stop_after",
 }
+
+
+WANDB_KEYS = ("project", "entity", "name", "group", "tags", "notes", "mode", "dir")
+
+
+def _check_wandb(options: dict[str, Any]) -> None:
+    """A bad ``wandb`` setting fails before any work, naming the key and the fix."""
+    unknown = sorted(set(options) - set(WANDB_KEYS))
+    if unknown:
+        raise ValueError(f"pretraining.wandb: unknown key(s) {unknown}; valid: {list(WANDB_KEYS)}")
+    if not options.get("project"):
+        raise ValueError("pretraining.wandb needs a project, e.g. {project: dlr-bench}")
+    try:
+        import wandb  # noqa: F401
+    except ImportError as e:
+        raise ValueError(
+            "pretraining.wandb is set but wandb is not installed: `pip install wandb`, or drop "
+            "pretraining.wandb"
+        ) from e
+
+
+def _trackers(cfg: PretrainConfig) -> list:
+    """TensorBoard always; Weights & Biases when ``cfg.wandb`` is set."""
+    if cfg.wandb is None:
+        return ["tensorboard"]
+    from accelerate.tracking import WandBTracker
+
+    options = dict(cfg.wandb)
+    return ["tensorboard", WandBTracker(options.pop("project"), **options)]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -62,6 +91,8 @@ class PretrainConfig:
     ``steps`` counts optimiser steps; one step sees ``batch_size * grad_accum * num_gpus``
     frames. ``policy_overrides`` sets any field of the architecture's lerobot config.
     ``stop_after`` stops after that many steps as if the run were killed (resume tests).
+    ``wandb`` (off by default) also logs to Weights & Biases: ``wandb.init`` arguments among
+    :data:`WANDB_KEYS`, ``project`` required, e.g. ``{"project": "dlr-bench", "mode": "offline"}``.
     """
 
     arch: str = "openvla"
@@ -83,7 +114,7 @@ class PretrainConfig:
     vision_pretrained_path: str | None = None
     lm_pretrained_path: str | None = None
     policy_overrides: dict[str, Any] = field(default_factory=dict)
-    wandb_project: str | None = None
+    wandb: dict[str, Any] | None = None
     stop_after: int | None = None
     init_from: str | None = None  # a checkpoint to start from (adaptation of a pretrained policy)
     lora: dict[str, Any] | None = None  # LoRA instead of full fine-tuning: see pretraining.lora
@@ -102,6 +133,8 @@ class PretrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.dataset_roots = [str(r) for r in self.dataset_roots]
+        if self.wandb is not None:
+            _check_wandb(self.wandb)
 
     def hash(self) -> str:
         skip = _NOT_HASHED | ({"init_from"} if "base" in self.upstream else set())
@@ -195,9 +228,8 @@ def train(cfg: PretrainConfig) -> Path:
     if _check_existing(cfg, out_dir):
         logger.info("Skipping pretraining: %s is complete for config %s", out_dir, cfg.hash())
         return out_dir
-    trackers = ["tensorboard"] + (["wandb"] if cfg.wandb_project else [])
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, log_with=trackers, project_dir=str(out_dir)
+        mixed_precision=cfg.mixed_precision, log_with=_trackers(cfg), project_dir=str(out_dir)
     )
     set_seed(cfg.seed)
 
@@ -251,10 +283,9 @@ def train(cfg: PretrainConfig) -> Path:
             policy_type=policy_cfg.type, num_parameters=n_params, seed=cfg.seed,
             datasets=cfg.portable()["dataset_roots"], steps_done=start_step, wall_time_s=wall_before,
         )  # fmt: skip
-    tracker_cfg = (
-        {"init_kwargs": {"wandb": {"project": cfg.wandb_project}}} if cfg.wandb_project else {}
-    )
-    accelerator.init_trackers("pretrain", **tracker_cfg)
+    accelerator.init_trackers("pretrain")
+    if cfg.wandb is not None:  # TensorBoard's hparams take scalars only: the config goes to W&B
+        accelerator.get_tracker("wandb").store_init_configuration(asdict(cfg))
     logger.info("Training %s/%s (%.2fM params) for %d steps on %s", cfg.arch, cfg.preset,
                 n_params / 1e6, cfg.steps, accelerator.device)  # fmt: skip
 

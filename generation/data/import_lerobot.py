@@ -5,7 +5,7 @@ are written with ``source="imported"`` and carry their own images, so the writer
 them.
 
 Replay: LeRobot episodes have no simulator state, so ``init_state`` is empty and they cannot be
-replayed, unless the source is one of our own datasets (its sidecar metadata is kept).
+replayed, unless the source is one of our own datasets (its episode metadata is kept).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from generation.data.episode import Episode
+from generation.data.episode_meta import read_episode_table
 from generation.data.import_common import (
     UNKNOWN_SUITE,
     DatasetImportError,
@@ -111,9 +112,8 @@ def import_lerobot_dataset(
         ``suite="unknown"``, ``task_index=-1`` instead of failing.
     flip_images: rotate images 180 degrees (lerobot's LIBERO datasets are already upright).
     Episodes are taken as successful (LIBERO demos are), unless the source is one of our own
-    datasets, whose sidecar metadata is kept.
+    datasets, whose episode metadata is kept.
     """
-    import pandas as pd
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     src_root = Path(src_root)
@@ -152,10 +152,7 @@ def import_lerobot_dataset(
         if max_episodes is None
         else min(max_episodes, ds.meta.total_episodes)
     )
-    sidecar_path = src_root / EPISODE_META_FILE
-    sidecar = (
-        pd.read_parquet(sidecar_path).set_index("episode_index") if sidecar_path.is_file() else None
-    )
+    sidecar = _our_metadata(src_root)
     languages = _episode_tasks(ds.meta)
     todo = {ep: languages[ep] for ep in range(n_eps) if sidecar is None or ep not in sidecar.index}
     resolved = _resolve_languages(todo, suite, allow_unknown_tasks, src_root)
@@ -192,6 +189,18 @@ def import_lerobot_dataset(
     return write_episodes(
         episodes(), out_root, repo_id="local/imported", spec=spec, overwrite=overwrite
     )
+
+
+def _our_metadata(src_root: Path):
+    """Our per-episode metadata when the source is one of our datasets (``None`` otherwise)."""
+    import pandas as pd
+
+    table = read_episode_table(src_root, skip_foreign=True)
+    if table is None and (src_root / EPISODE_META_FILE).is_file():
+        table = pd.read_parquet(
+            src_root / EPISODE_META_FILE
+        )  # written before meta/episodes held it
+    return None if table is None else table.set_index("episode_index")
 
 
 def _stack(values, dtype) -> np.ndarray:

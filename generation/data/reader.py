@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from generation.data.episode import Episode
+from generation.data.episode_meta import read_episode_table
 from generation.data.schema import ACTION_KEY, ENV_STATE_KEY, EPISODE_META_FILE, STATE_KEY
 
 
@@ -20,13 +21,22 @@ def _require_dataset(root: Path) -> None:
 
 
 def read_episode_meta(root: str | Path) -> pd.DataFrame:
-    """One row per episode: source, suite, task, init state, seed, success, strategy/pattern."""
+    """One row per episode: source, suite, task, init state, seed, success, strategy/pattern.
+
+    Read from lerobot's episode table (``meta/episodes``, see
+    :mod:`generation.data.episode_meta`), where lerobot's own tools keep it; datasets written
+    before it was stored there fall back to the side table ``meta/dlr_episodes.parquet``.
+    """
     root = Path(root)
     _require_dataset(root)
+    table = read_episode_table(root)
+    if table is not None:
+        return table
     path = root / EPISODE_META_FILE
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing: {root} is a LeRobot dataset but not one of ours; "
+            f"{root} is a LeRobot dataset without DLR-Bench episode metadata (neither "
+            f"stats/dlr_episode/* columns in meta/episodes nor {EPISODE_META_FILE}); "
             "import it with `dlr import` first"
         )
     return pd.read_parquet(path)

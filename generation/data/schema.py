@@ -2,8 +2,10 @@
 
 Frames follow lerobot's LIBERO convention so that lerobot's own tools read our datasets.
 Per-episode metadata that LeRobot has no column for (source, suite, task name, init state,
-seed, success, ground-truth strategy) lives in a sidecar table ``meta/dlr_episodes.parquet``
-keyed by ``episode_index``; :func:`generation.data.reader.read_episode_meta` loads it.
+seed, success, ground-truth strategy, settle steps) lives in lerobot's episode table
+``meta/episodes/*.parquet`` as ``stats/dlr_episode/<field>`` columns, which lerobot's edit
+tools carry (:mod:`generation.data.episode_meta`); ``meta/dlr_episodes.parquet`` is a flat
+copy written beside it. :func:`generation.data.reader.read_episode_meta` loads them.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from generation.data.episode import Episode
+from generation.data.episode_meta import write_episode_table
 from generation.data.schema import (
     ACTION_KEY,
     ENV_STATE_KEY,
@@ -196,7 +197,9 @@ def write_episodes(
     if not rows:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"no episodes to write to {root}")
-    pd.DataFrame(rows).to_parquet(tmp / EPISODE_META_FILE)
+    meta = pd.DataFrame(rows)
+    write_episode_table(tmp, meta)  # where lerobot's edit tools keep it
+    meta.to_parquet(tmp / EPISODE_META_FILE)  # a flat copy for pandas users
     if root.exists():
         shutil.rmtree(root)
     os.replace(tmp, root)

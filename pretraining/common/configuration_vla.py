@@ -1,8 +1,11 @@
 """Fields shared by our from-scratch VLA configs (vision encoder + small causal LM prefix).
 
 Not registered itself: ``dlr_openvla`` and ``dlr_pi0`` subclass it and add their action head.
-The fields a user most likely changes are the backbone sizes (or ``vision_pretrained_path`` /
-``lm_pretrained_path`` to start from real checkpoints), ``image_size`` and ``chunk_size``.
+The fields a user most likely changes are ``preset`` (``tiny`` or ``base``), the backbone sizes
+(or ``vision_pretrained_path`` / ``lm_pretrained_path`` to start from real checkpoints),
+``image_size`` and ``chunk_size``. Size fields left ``None`` take the preset's value
+(:data:`pretraining.factory.PRESETS`), so ``lerobot-train --policy.type=dlr_pi0
+--policy.preset=base --policy.chunk_size=20`` is the base model with chunks of 20.
 """
 
 from __future__ import annotations
@@ -15,11 +18,27 @@ from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 from pretraining.text import DEFAULT_TOKENIZER
 
 
+def apply_preset(config: PreTrainedConfig) -> None:
+    """Set every size field of ``config`` left ``None`` to its preset's value."""
+    from pretraining.factory import PRESETS, canonical_arch  # the factory imports configs lazily
+
+    presets = PRESETS[canonical_arch(config.type)]
+    if config.preset not in presets:
+        raise ValueError(
+            f"Unknown preset {config.preset!r} for {config.type}; valid: {', '.join(sorted(presets))}"
+        )
+    for name, value in presets[config.preset].items():
+        if getattr(config, name) is None:
+            setattr(config, name, value)
+
+
 @dataclass
 class VLABaseConfig(PreTrainedConfig):
     """Vision encoder (SigLIP-style ViT) + causal LM (Llama-style) over [image, state, text].
 
     Args:
+        preset: ``tiny`` (<= 10M parameters, CPU) or ``base`` (>= 100M, GPU): fills every size
+            field left ``None``; a size given explicitly wins.
         image_size: camera frames are resized to this square size before the vision encoder.
         vision_*: ViT width, depth, heads, MLP width and patch size (random init).
         lm_*: LM width, depth, heads, MLP width (random init, vocabulary of the tokenizer).
@@ -45,16 +64,17 @@ class VLABaseConfig(PreTrainedConfig):
         }
     )
 
-    image_size: int = 64
-    vision_hidden_size: int = 128
-    vision_layers: int = 2
-    vision_heads: int = 4
-    vision_intermediate_size: int = 256
-    vision_patch_size: int = 8
-    lm_hidden_size: int = 128
-    lm_layers: int = 2
-    lm_heads: int = 4
-    lm_intermediate_size: int = 256
+    preset: str = "tiny"
+    image_size: int | None = None
+    vision_hidden_size: int | None = None
+    vision_layers: int | None = None
+    vision_heads: int | None = None
+    vision_intermediate_size: int | None = None
+    vision_patch_size: int | None = None
+    lm_hidden_size: int | None = None
+    lm_layers: int | None = None
+    lm_heads: int | None = None
+    lm_intermediate_size: int | None = None
     vision_pretrained_path: str | None = None
     lm_pretrained_path: str | None = None
     freeze_vision_encoder: bool = False
@@ -73,6 +93,7 @@ class VLABaseConfig(PreTrainedConfig):
     scheduler_decay_lr: float = 1e-6
 
     def __post_init__(self) -> None:
+        apply_preset(self)
         super().__post_init__()
         if self.n_action_steps > self.chunk_size:
             raise ValueError(

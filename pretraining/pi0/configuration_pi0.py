@@ -22,16 +22,16 @@ class DlrPi0Config(VLABaseConfig):
 
     Args:
         expert_hidden_size / expert_layers / expert_heads / expert_intermediate_size: the action
-            expert's width, depth, heads and MLP width.
+            expert's width, depth, heads and MLP width (``None``: the preset's).
         num_steps: Euler steps at inference.
     """
 
-    chunk_size: int = 10
-    n_action_steps: int = 10
-    expert_hidden_size: int = 96
-    expert_layers: int = 2
-    expert_heads: int = 4
-    expert_intermediate_size: int = 192
+    chunk_size: int | None = None
+    n_action_steps: int | None = None
+    expert_hidden_size: int | None = None
+    expert_layers: int | None = None
+    expert_heads: int | None = None
+    expert_intermediate_size: int | None = None
     num_steps: int = 10
     min_period: float = 4e-3
     max_period: float = 4.0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
+from pretraining.common.configuration_vla import apply_preset
 from pretraining.smolvla.backbone import smolvlm_alias
 from pretraining.text import DEFAULT_TOKENIZER
 
@@ -17,6 +18,8 @@ class DlrSmolVLAConfig(SmolVLAConfig):
     """lerobot's ``smolvla`` with our defaults for pretraining from random init.
 
     Args:
+        preset: ``tiny`` or ``base``: fills ``vlm_preset``, ``image_size``, ``chunk_size`` and
+            ``n_action_steps`` where they are left ``None`` (a value given explicitly wins).
         vlm_preset: ``tiny`` or ``base`` size of the locally built SmolVLM backbone.
         image_size: square input size; sets ``resize_imgs_with_padding`` and the backbone.
         vlm_model_name: left empty, it becomes ``dlr-smolvlm-<vlm_preset>-<image_size>`` (built
@@ -27,14 +30,15 @@ class DlrSmolVLAConfig(SmolVLAConfig):
     The whole VLM trains (``train_expert_only=False``) since it starts from random weights.
     """
 
-    vlm_preset: str = "tiny"
-    image_size: int = 64
+    preset: str = "tiny"
+    vlm_preset: str | None = None
+    image_size: int | None = None
     vlm_model_name: str = ""
     tokenizer_name: str = ""
     tokenizer_max_length: int = 32
     pad_language_to: str = "max_length"
-    chunk_size: int = 10
-    n_action_steps: int = 10
+    chunk_size: int | None = None
+    n_action_steps: int | None = None
     num_vlm_layers: int = 0  # <= 0: keep all layers of the backbone
     freeze_vision_encoder: bool = False
     train_expert_only: bool = False
@@ -42,6 +46,7 @@ class DlrSmolVLAConfig(SmolVLAConfig):
     scheduler_warmup_steps: int = 500
 
     def __post_init__(self) -> None:
+        apply_preset(self)
         if not self.vlm_model_name:
             self.vlm_model_name = smolvlm_alias(self.vlm_preset, self.image_size)
         if not self.tokenizer_name:

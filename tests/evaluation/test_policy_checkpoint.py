@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 
-def tiny_checkpoint(root: Path, arch: str = "openvla", image_size: int = 32) -> Path:
-    """Write a 4-episode dataset, build a tiny policy on it, save it like pretraining does."""
+def tiny_checkpoint(root: Path, arch: str = "openvla", image_size: int = 32, **overrides) -> Path:
+    """Write a 4-episode dataset, build a tiny policy on it, save it like pretraining does
+    (``overrides``: fields of the policy config)."""
     factory = pytest.importorskip("pretraining.factory", reason="pretraining/ is not available")
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
@@ -37,7 +38,7 @@ def tiny_checkpoint(root: Path, arch: str = "openvla", image_size: int = 32) -> 
     data = write_episodes(episodes, root / "data", spec=DatasetSpec(image_size=image_size),
                           progress=False)  # fmt: skip
     meta = LeRobotDatasetMetadata("local/data", root=data)
-    cfg = factory.make_config(arch, "tiny", device="cpu", image_size=image_size)
+    cfg = factory.make_config(arch, "tiny", device="cpu", image_size=image_size, **overrides)
     policy = make_policy(cfg, ds_meta=meta)
     pre, post = make_pre_post_processors(cfg, dataset_stats=meta.stats)
     ckpt = root / "ckpt"

@@ -124,3 +124,145 @@ def test_network_failure_leaves_dataset_untouched(dataset, monkeypatch):
 def test_not_a_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a LeRobot dataset"):
         hub.push_dataset(tmp_path, "me/x", dry_run=True)
+
+
+@pytest.mark.parametrize("repo_id", ["bad repo id", "a/b/c", "me/x--y", "me/-x", ""])
+def test_bad_repo_id_fails_first(tmp_path, repo_id):
+    """Checked before the dataset is even read: a missing folder is not what is reported."""
+    with pytest.raises(ValueError, match="invalid --repo-id"):
+        hub.push_dataset(tmp_path / "missing", repo_id, dry_run=True)
+
+
+def test_cli_rejects_bad_repo_id_in_one_line(dataset, capsys):
+    from benchmarks.cli import main
+
+    assert main(["push", str(dataset), "--repo-id", "bad repo id", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dlr push: error: invalid --repo-id 'bad repo id'") and "\n" not in err
+
+
+def _manifest_with_secrets(root):
+    """A stage manifest as `generation.manifest.stage` writes it: host name, absolute paths."""
+    import json
+    import platform
+
+    manifest = {
+        "stage": "demos", "config_hash": "abc", "code_version": "v1", "host": platform.node(),
+        "config": {"out": str(root), "inner": str(root / "meta" / "info.json"),
+                   "elsewhere": [str(root.parent.parent / "runs" / "x"), "relative/path"]},
+        "result": {"pid": 1234, "episodes": 4},
+    }  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_manifest_goes_up_scrubbed(dataset, tmp_path, monkeypatch):
+    import json
+    import platform
+    import shutil
+
+    import huggingface_hub
+
+    root = tmp_path / "demos"
+    shutil.copytree(dataset, root)
+    monkeypatch.setattr(platform, "node", lambda: "secret-host-7")
+    _manifest_with_secrets(root)
+    out = hub.push_dataset(root, "me/dlr-test", dry_run=True)
+    assert "manifest.json" in dict(out["files"])
+    monkeypatch.setattr(hub, "_check_network", lambda timeout_s=5.0: None)
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingApi)
+    hub.push_dataset(root, "me/dlr-test", token="hf_fake")
+    uploaded = _RecordingApi.uploaded
+    scrubbed = json.loads(uploaded["manifest.json"])
+    assert "host" not in scrubbed and "pid" not in scrubbed["result"]
+    assert scrubbed["config"] == {
+        "out": ".",
+        "inner": "meta/info.json",
+        "elsewhere": ["x", "relative/path"],
+    }
+    assert scrubbed["config_hash"] == "abc" and scrubbed["result"] == {"episodes": 4}
+    for path, data in uploaded.items():
+        if path.endswith((".json", ".md")):
+            text = data.decode()
+            assert "secret-host-7" not in text and str(tmp_path) not in text, path
+    assert json.loads((root / "manifest.json").read_text())["host"] == "secret-host-7"  # untouched
+
+
+def test_a_leaking_text_file_stops_the_push(dataset, tmp_path, monkeypatch):
+    import platform
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    monkeypatch.setattr(platform, "node", lambda: "secret-host-7")
+    (root / "meta" / "notes.txt").write_text("made on secret-host-7")
+    with pytest.raises(
+        hub.HubPublishError, match="meta/notes.txt .* holds host name 'secret-host-7'"
+    ):
+        hub.push_dataset(root, "me/dlr-test", dry_run=True)
+    (root / "meta" / "notes.txt").write_text(f"copied from {root}/data")
+    with pytest.raises(hub.HubPublishError, match="meta/notes.txt .*nothing was uploaded"):
+        hub.push_dataset(root, "me/dlr-test", dry_run=True)
+
+
+class _RecordingApi:
+    """Records what would reach the Hub, by either upload path."""
+
+    uploaded: dict = {}
+    calls: list = []
+
+    def __init__(self, token=None):
+        _RecordingApi.uploaded, _RecordingApi.calls = {}, []
+
+    def create_repo(self, repo_id, **kw):
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def create_commit(self, repo_id, operations, **kw):
+        from pathlib import Path
+
+        for op in operations:
+            src = op.path_or_fileobj
+            data = src if isinstance(src, bytes) else Path(src).read_bytes()
+            _RecordingApi.uploaded[op.path_in_repo] = data
+        _RecordingApi.calls.append("create_commit")
+
+    def upload_large_folder(self, repo_id, folder_path, repo_type, private=False):
+        for p in folder_path.rglob("*"):
+            if p.is_file() and ".cache" not in p.parts:
+                _RecordingApi.uploaded[p.relative_to(folder_path).as_posix()] = p.read_bytes()
+        _RecordingApi.calls.append(("upload_large_folder", repo_type, private))
+
+    def delete_tag(self, repo_id, tag, repo_type):
+        _RecordingApi.calls.append(("delete_tag", tag))
+
+    def create_tag(self, repo_id, tag, repo_type):
+        _RecordingApi.calls.append(("create_tag", tag))
+
+
+def test_large_dataset_goes_up_with_upload_large_folder(dataset, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(hub, "LARGE_UPLOAD_BYTES", 0)
+    monkeypatch.setattr(hub, "_check_network", lambda timeout_s=5.0: None)
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingApi)
+    before = _tree_hash(dataset)
+    out = hub.push_dataset(dataset, "me/dlr-big", private=True, token="hf_fake")
+    assert out["method"] == "upload_large_folder"
+    assert _RecordingApi.calls == [
+        ("upload_large_folder", "dataset", True), ("delete_tag", "v3.0"), ("create_tag", "v3.0"),
+    ]  # fmt: skip
+    uploaded = _RecordingApi.uploaded
+    assert sorted(uploaded) == sorted(p for p, _ in out["files"])
+    assert uploaded["README.md"].decode() == out["card"]
+    assert uploaded["meta/info.json"] == (dataset / "meta" / "info.json").read_bytes()
+    assert not any(p.startswith("images/") for p in uploaded)
+    assert _tree_hash(dataset) == before and not hub.staging_folder("me/dlr-big").exists()
+
+
+def test_card_tells_how_to_replay(dataset):
+    card = hub.render_card(dataset, "me/dlr-test")
+    assert "### Replaying an episode" in card and "def replay_with_libero(" in card
+    assert (
+        "`[0, 0, 0, 0, 0, 0, -1]`" in card
+        and "Settle steps in this dataset: 10 (4 episode(s))" in card
+    )
+    assert "`stats/dlr_episode/<field>`" in card

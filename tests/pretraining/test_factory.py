@@ -98,7 +98,8 @@ def test_pretrained_backbones_load_instead_of_random_init(tiny_dataset, tmp_path
 
 @pytest.mark.slow
 def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
-    """`lerobot-train --policy.type=dlr_openvla` trains 2 steps (needs the plugin installed)."""
+    """`lerobot-train --policy.type=dlr_openvla --policy.preset=tiny` trains 2 steps (needs the
+    plugin installed)."""
     import importlib.metadata
     import os
     import subprocess
@@ -110,7 +111,7 @@ def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
         pytest.skip("plugin not installed: pip install -e plugins/lerobot_policy_dlr --no-deps")
     cli = Path(sys.executable).with_name("lerobot-train")
     cmd = [
-        str(cli), "--policy.type=dlr_openvla", "--policy.image_size=32",
+        str(cli), "--policy.type=dlr_openvla", "--policy.preset=tiny", "--policy.image_size=32",
         "--policy.push_to_hub=false", "--policy.device=cpu", f"--dataset.repo_id=local/{tiny_dataset.name}",
         f"--dataset.root={tiny_dataset}", "--dataset.video_backend=pyav", "--steps=2",
         "--batch_size=4", "--num_workers=0", "--save_freq=2", "--log_freq=1",
@@ -121,4 +122,38 @@ def test_lerobot_train_cli_runs_our_policy(tiny_dataset, tmp_path) -> None:
     ckpt = tmp_path / "out" / "checkpoints" / "last" / "pretrained_model"
     from pretraining.factory import load_policy
 
-    assert load_policy(ckpt, device="cpu").config.type == "dlr_openvla"
+    config = load_policy(ckpt, device="cpu").config
+    assert config.type == "dlr_openvla" and config.preset == "tiny" and config.image_size == 32
+
+
+@pytest.mark.parametrize("arch", ["openvla", "pi0", "smolvla"])
+def test_presets_from_lerobot_cli_arguments(arch: str, tmp_path) -> None:
+    """`--policy.preset=base` as lerobot-train parses it (draccus); explicit sizes win."""
+    from dataclasses import make_dataclass
+
+    import draccus
+    from lerobot.configs import PreTrainedConfig
+
+    from pretraining.factory import PRESETS, make_config, register_all
+
+    Args = make_dataclass("Args", [("policy", PreTrainedConfig)])  # lerobot-train's `--policy.*`
+    register_all()
+
+    def parse(*args: str) -> PreTrainedConfig:
+        return draccus.parse(
+            Args, args=[f"--policy.type=dlr_{arch}", "--policy.device=cpu", *args]
+        ).policy
+
+    base, tiny = PRESETS[arch]["base"], PRESETS[arch]["tiny"]
+    cfg = parse("--policy.preset=base", f"--policy.image_size={tiny['image_size']}")
+    assert cfg.preset == "base" and cfg.image_size == tiny["image_size"]  # given: kept
+    assert all(getattr(cfg, k) == v for k, v in base.items() if k != "image_size")
+    default = parse()
+    assert default.preset == "tiny" and all(getattr(default, k) == v for k, v in tiny.items())
+    assert default == make_config(arch, "tiny", device="cpu")
+    cfg._save_pretrained(tmp_path)  # a checkpoint's config.json keeps every size
+    assert PreTrainedConfig.from_pretrained(tmp_path) == cfg
+    with pytest.raises(Exception) as err:  # draccus wraps the config's own error
+        parse("--policy.preset=huge")
+    assert "Unknown preset 'huge' for dlr_" in str(err.value.__cause__)
+    assert "valid: base, tiny" in str(err.value.__cause__)
