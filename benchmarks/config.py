@@ -76,6 +76,9 @@ class PretrainStageConfig(Strict):
     num_workers: int = Field(default=0, ge=0)
     save_every: int = Field(default=500, ge=1)
     policy_overrides: dict[str, Any] = {}
+    wandb: dict[str, Any] | None = Field(
+        default=None, description="optional Weights & Biases logging, e.g. {project: dlr-bench}"
+    )
     seed: int = Field(default=0, description="default: the recipe's seed")
 
     @field_validator("archs")

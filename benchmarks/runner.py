@@ -184,7 +184,7 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             grad_accum=cfg.grad_accum, mixed_precision=cfg.mixed_precision, seed=cfg.seed,
             image_size=cfg.image_size or recipe.demos.image_size, save_every=cfg.save_every,
             num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
-            upstream=upstream_hashes({"datasets": run_dir / "datasets"}),
+            wandb=cfg.wandb, upstream=upstream_hashes({"datasets": run_dir / "datasets"}),
         )  # fmt: skip
         if prepare_step(r["out"], run.hash(), force):
             continue

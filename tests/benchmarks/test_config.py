@@ -205,3 +205,8 @@ def test_resolved_recipe_round_trips_to_the_same_config_hashes():
         again.generation.ppo.kl_coef == 0.2
         and "total_env_steps" not in r.resolved()["generation"]["ppo"]
     )
+
+
+def test_pretraining_wandb_is_a_recipe_key():
+    recipe = validate_recipe(_minimal(pretraining={"wandb": {"project": "dlr-bench"}}), "r.yaml")
+    assert recipe.pretraining.wandb == {"project": "dlr-bench"}
