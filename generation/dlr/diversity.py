@@ -18,11 +18,15 @@ sum_d Var[x_d] (population variance, ddof=0).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
+
+# dtaidistance logs every distance matrix at INFO
+logging.getLogger("be.kuleuven.dtai.distance").setLevel(logging.WARNING)
 
 Trajectories = Sequence[np.ndarray]
 METRICS = (
