@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evaluation import display
+from evaluation.stats import wilson_interval
 
 PATTERN_STYLES = ["-", "--", ":", "-."]
 
@@ -29,7 +31,8 @@ def _label(source: str, pattern: int) -> str:
 
 
 def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
-    """Per task a row: success per PPO iteration (Wilson 95% band), KL to init, entropy."""
+    """Per task a row: PPO's training success pooled over a trailing window of iterations
+    (Wilson 95% band), KL to init, entropy."""
     if curves.empty:
         return None
     plt = _plt()
@@ -41,14 +44,20 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
             style = PATTERN_STYLES[max(int(pattern), 0) % len(PATTERN_STYLES)]
             label = f"{_label(source, int(pattern))} (n={int(g['episodes'].sum())} eps)"
             x = g["iteration"]
-            row[0].plot(x, 100 * g["success_rate"], style, color=color, label=label, marker=".")
-            row[0].fill_between(x, 100 * g["ci_low"], 100 * g["ci_high"], color=color, alpha=0.08)
+            # an iteration finishes few episodes: pool a trailing window of ~1/10 of the run
+            w = max(1, len(g) // 10)
+            s_w = g["successes"].rolling(w, min_periods=1).sum().astype(int)
+            n_w = g["episodes"].rolling(w, min_periods=1).sum().astype(int)
+            ci = np.array([wilson_interval(a, b) for a, b in zip(s_w, n_w, strict=True)])
+            rate = np.where(n_w > 0, s_w / n_w.clip(lower=1), np.nan)
+            row[0].plot(x, 100 * rate, style, color=color, label=f"{label}, window {w}")
+            row[0].fill_between(x, 100 * ci[:, 0], 100 * ci[:, 1], color=color, alpha=0.08)
             for ax, column in ((row[1], "kl_to_init"), (row[2], "entropy")):
                 if column in g:
                     ax.plot(x, g[column], style, color=color, marker=".")
         for ax, title, unit in zip(
             row,
-            ["training success", "KL(pi || pi_init)", "policy entropy"],
+            ["training success, trailing window", "KL(pi || pi_init)", "policy entropy"],
             ["success (%), Wilson 95% band", "nats per state", "nats"],
             strict=True,
         ):
