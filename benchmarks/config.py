@@ -4,11 +4,12 @@ its path in the recipe, the problem, and the allowed keys or values."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from evaluation.perturbations import RobustnessConfig
 from generation.envs.suites import SUITES
 
 
@@ -102,6 +103,11 @@ class EvalStageConfig(Strict):
         description="held-out scripted demos per task on which every adapted policy's action "
         "error is measured (evaluation/offline.parquet); 0: none",
     )
+    robustness: list[RobustnessConfig] = Field(
+        default=[],
+        description="LIBERO-PRO perturbation families per adapted suite, evaluated like the "
+        "nominal suite (evaluation/robustness.parquet; `dlr info --perturbations`)",
+    )
 
 
 class Recipe(Strict):
@@ -136,10 +142,13 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
             continue
         field = model.model_fields.get(part)
         ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
+        # a list of models (``evaluation.robustness``) leads into its model
+        models = [
+            a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not models:
             return []
+        model = models[0]
     return list(model.model_fields)
 
 

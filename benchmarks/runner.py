@@ -85,6 +85,8 @@ def run_recipe(
     if "generation" in recipe.stages:
         for warning in section(recipe, "generation").budget_warnings():
             log.warning(warning)
+    if "evaluation" in recipe.stages:
+        robustness_plan(recipe)  # a bad perturbation fails now, not after hours of training
     run_dir = recipe.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = recipe.model_dump(mode="json")
@@ -240,6 +242,7 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             raise FileNotFoundError(
                 f"no adapted checkpoint at {r['out']}: run the adaptation stage first"
             )
+    plan = robustness_plan(recipe)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
     with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
         for r in runs:
@@ -254,7 +257,62 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 episodes_per_task=cfg.episodes_per_task, seeds=cfg.seeds, out_dir=out,
                 horizon=cfg.horizon, video_episodes=cfg.video_episodes, pool=pool,
             )  # fmt: skip
+            if plan.get(r["suite"]):
+                _evaluate_robustness(recipe, r, plan[r["suite"]], out, pool, force)
     return out / "results.parquet"
+
+
+def robustness_plan(recipe: Recipe) -> dict[str, list]:
+    """``evaluation.robustness`` resolved into perturbation families per adapted suite, and
+    checked against the rest of the recipe: the suite is adapted to, the evaluated tasks have
+    runnable perturbed copies with enough init states for ``evaluation.episodes_per_task``."""
+    from benchmarks.config import RecipeError
+    from evaluation.perturbations import resolve
+
+    cfg = section(recipe, "evaluation")
+    adapted = section(recipe, "adaptation").suites if cfg.robustness else []
+    plan: dict[str, list] = {}
+    for i, spec in enumerate(cfg.robustness):
+        where = f"evaluation.robustness.{i}"
+        if spec.suite not in adapted:
+            raise RecipeError(
+                f"{where}.suite: {spec.suite} is not adapted to (adaptation.suites: {adapted}); "
+                "evaluate one of those or add it there"
+            )
+        tasks = _eval_tasks(recipe, cfg, spec.suite)
+        for family in resolve(spec.suite, spec.perturbations):
+            try:
+                fewest = min(family.n_init_states[j] for j in family.perturbed_indices(tasks))
+            except ValueError as err:
+                raise RecipeError(f"{where}.perturbations: {err}") from None
+            if cfg.episodes_per_task > fewest:
+                raise RecipeError(
+                    f"{where}.perturbations: {family.key} has {fewest} init states per task, fewer "
+                    f"than evaluation.episodes_per_task={cfg.episodes_per_task}: lower it or drop "
+                    f"{family.name!r}"
+                )
+            if family.name not in [f.name for f in plan.get(spec.suite, [])]:
+                plan.setdefault(spec.suite, []).append(family)
+    return plan
+
+
+def _evaluate_robustness(
+    recipe: Recipe, r: dict, families: list, out: Path, pool, force: bool
+) -> None:
+    """One adapted policy on its suite's perturbation families, as on the nominal suite."""
+    from evaluation.robustness import evaluate_perturbed, write_descriptions
+
+    cfg = section(recipe, "evaluation")
+    write_descriptions(out, families)
+    for family in families:
+        cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / family.key
+        _ensure_fresh(cache, _key(r["out"]), force)  # episodes of a rebuilt checkpoint are stale
+        evaluate_perturbed(
+            str(r["out"]), family, arch=r["arch"], source=r["source"], size=r["size"],
+            tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
+            seeds=cfg.seeds, out_dir=out, horizon=cfg.horizon, video_episodes=cfg.video_episodes,
+            pool=pool,
+        )  # fmt: skip
 
 
 def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str, Path]:
