@@ -64,7 +64,10 @@ class Perturbation:
             raise ValueError(f"perturbation {self.name!r} of {self.suite}: {self.problem}")
         index = {twin: i for i, twin in enumerate(self.twins)}
         wanted = sorted(index) if nominal is None else list(nominal)
-        missing = [t for t in wanted if t not in index or not self.ready[index[t]]]
+        unknown = [t for t in wanted if t not in index]
+        if unknown:
+            raise ValueError(f"{self.suite} has no task(s) {unknown} (0..{self.n_nominal - 1})")
+        missing = [t for t in wanted if not self.ready[index[t]]]
         if missing:
             raise ValueError(
                 f"{self.key} cannot run its copy of {self.suite} task(s) {missing}: the package "
@@ -118,7 +121,9 @@ def task_changes(nominal: TaskSpec, perturbed: TaskSpec) -> dict[str, list]:
     renamed = set(removed) | set(added) | set(fixtures_a) ^ set(fixtures_b)
     start_a = {p[1]: _neutral(p[2], renamed) for p in a["initial_state"] if len(p) == 3}
     start_b = {p[1]: _neutral(p[2], renamed) for p in b["initial_state"] if len(p) == 3}
-    moved = [(o, start_a[o], start_b[o]) for o in start_a if o in start_b and start_a[o] != start_b[o]]  # fmt: skip
+    moved = [
+        (o, start_a[o], start_b[o]) for o in start_a if start_b.get(o, start_a[o]) != start_a[o]
+    ]
     if moved:
         changes["moved"] = moved
     if perturbed.language != nominal.language:
@@ -157,12 +162,15 @@ def summarize(per_task: list[dict[str, list]], n_init_states: tuple[int, ...] = 
         parts.append(f"replaces objects{share('replaced')}: {shown}{more}")
     if any("fixtures" in c for c in per_task):
         removed, added = first("fixtures")[0]
-        parts.append(f"changes fixtures{share('fixtures')}: {', '.join(removed)} -> {', '.join(added)}")  # fmt: skip
+        shown = f"{', '.join(removed)} -> {', '.join(added)}"
+        parts.append(f"changes fixtures{share('fixtures')}: {shown}")
     if any("moved" in c for c in per_task):
         moved = first("moved")
         swaps = all(_swapped(c["moved"]) for c in per_task if "moved" in c)
         example = " <-> ".join(m[0] for m in moved) if swaps else f"{moved[0][0]} to {moved[0][2]}"
-        verb = "swaps the start regions of objects" if swaps else "moves objects to other start regions"  # fmt: skip
+        verb = "swaps the start regions of objects"
+        if not swaps:
+            verb = "moves objects to other start regions"
         parts.append(f"{verb}{share('moved')} (e.g. {example})")
     goal = any("goal" in c for c in per_task)
     if goal:
@@ -173,11 +181,11 @@ def summarize(per_task: list[dict[str, list]], n_init_states: tuple[int, ...] = 
             else f"a new goal{share('goal')} (e.g. {first('goal')[0]})"
         )
     elif any("instruction" in c for c in per_task):
-        parts.append(f"rewords the instruction{share('instruction')} (e.g. '{first('instruction')[0]}')")  # fmt: skip
+        example = first("instruction")[0]
+        parts.append(f"rewords the instruction{share('instruction')} (e.g. '{example}')")
     if not parts:
         parts.append("the same BDDL as the nominal tasks")
-    unchanged = [what for what, kinds in (("instruction", ("instruction",)), ("goal", ("goal",)))
-                 if not any(k in c for c in per_task for k in kinds)]  # fmt: skip
+    unchanged = [k for k in ("instruction", "goal") if not any(k in c for c in per_task)]
     text = "; ".join(parts)
     if unchanged and parts[0] != "the same BDDL as the nominal tasks":
         text += f"; same {' and '.join(unchanged)}"

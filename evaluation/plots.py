@@ -184,10 +184,18 @@ def robustness_plots(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
                         100,
                     ),
                 )
+                perturbed = 100 * line["success_rate"].to_numpy(dtype=float)
+                ax.plot(  # a thin line joins each nominal point to its perturbed one
+                    np.vstack([x - 0.2 * width, x + 0.2 * width]),
+                    np.vstack([nominal, perturbed]),
+                    color=style["color"],
+                    lw=1,
+                    alpha=0.6,
+                )
                 label = f"{display.source_label(source)} ({_n_text(line['episodes'])} episodes)"
                 ax.errorbar(
                     x + 0.2 * width,
-                    100 * line["success_rate"].to_numpy(dtype=float),
+                    perturbed,
                     yerr=_yerr(line["success_rate"], line["ci_low"], line["ci_high"], 100),
                     label=label,
                     **style,

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 ROBUSTNESS_FILE = "robustness.parquet"
 DESCRIPTIONS_FILE = "perturbations.json"  # "<package suite>": what it changes, for the report
-PAIRING = ("base_suite", "perturbation", "base_task")
 GROUP = ["arch", "source", "size", "base_suite", "perturbation"]
 
 
@@ -163,8 +162,12 @@ def robustness_table(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         sub = at_largest[at_largest["arch"] == arch]
         for source in ordered(sub["source"].tolist(), SOURCE_ORDER):
             for row in sub[sub["source"] == source].to_dict("records"):
-                nominal = "-" if pd.isna(row["nominal_success_rate"]) else format_rate(
-                    row["nominal_success_rate"], row["nominal_ci_low"], row["nominal_ci_high"])  # fmt: skip
+                nominal = "-"
+                if not pd.isna(row["nominal_success_rate"]):
+                    rate, low, high = (
+                        row[f"nominal_{c}"] for c in ("success_rate", "ci_low", "ci_high")
+                    )
+                    nominal = format_rate(rate, low, high)
                 display_rows.append({
                     "arch": arch, "source": source_label(source), "size": int(row["size"]),
                     "suite": suite_label(row["base_suite"]), "perturbation": row["perturbation"],
