@@ -107,10 +107,11 @@ def _info_perturbations(args) -> int:
         usable = [p for p in found if p.usable]
         print(f"\n{suite}: {len(usable)} perturbation families to evaluate, "
               f"{len(found) - len(usable)} registered but not runnable")  # fmt: skip
+        width = max([len(p.name) for p in found], default=0)
         for p in found:
             if p.usable:
                 ready = f"{sum(p.ready)}/{len(p.ready)} tasks"
-                print(f"  {p.name:18s} {ready:12s} {p.description}")
+                print(f"  {p.name:{width}s}  {ready:12s} {p.description}")
             rows.append({"suite": suite, "perturbation": p.name, "package_suite": p.key,
                          "usable": p.usable, "runnable_tasks": sum(p.ready),
                          "tasks": len(p.twins), "problem": p.problem,
@@ -119,7 +120,7 @@ def _info_perturbations(args) -> int:
         if off:
             print("  not runnable here:")
             for p in off:
-                print(f"  {p.name:18s} {p.problem}")
+                print(f"  {p.name:{width}s}  {p.problem}")
     print(
         "\nPut families in a recipe as evaluation.robustness: [{suite: S, perturbations: [...]}];"
         " `dlr info --suite libero_spatial_swap` lists one family's tasks"
