@@ -1,6 +1,7 @@
 """``dlr``: the one command of DLR-Bench.
 
 dlr info [--suite S]                 suites, tasks, instructions, demonstrator coverage
+dlr info --perturbations             LIBERO-PRO perturbation families and what each changes
 dlr demos --suite S --tasks 0,1 ...  scripted multi-strategy demonstrations -> LeRobot dataset
 dlr run <recipe.yaml>                every stage of a recipe (skips complete ones, resumes others)
 dlr import {hdf5,lerobot} ...        real LIBERO data into our schema
@@ -74,6 +75,8 @@ def cmd_info(args) -> int:
     from generation.demonstrators import has_demonstrator
     from generation.envs.suites import SUITES, list_tasks
 
+    if args.perturbations:
+        return _info_perturbations(args)
     suites = [args.suite] if args.suite else list(SUITES)
     rows = []
     for suite in suites:
@@ -86,6 +89,42 @@ def cmd_info(args) -> int:
             rows.append({"suite": suite, "index": t.index, "name": t.name, "language": t.language,
                          "demonstrator": has_demonstrator(t)})  # fmt: skip
     print("\n[D] = has a scripted multi-strategy demonstrator (`dlr demos` can generate its data)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _info_perturbations(args) -> int:
+    """LIBERO-PRO's perturbation families per nominal suite, described from their BDDL files."""
+    from evaluation.perturbations import perturbations
+    from generation.envs.suites import SUITES
+
+    suites = [args.suite] if args.suite else list(SUITES)
+    rows = []
+    for suite in suites:
+        found = perturbations(suite)
+        usable = [p for p in found if p.usable]
+        print(f"\n{suite}: {len(usable)} perturbation families to evaluate, "
+              f"{len(found) - len(usable)} registered but not runnable")  # fmt: skip
+        width = max([len(p.name) for p in found], default=0)
+        for p in found:
+            if p.usable:
+                ready = f"{sum(p.ready)}/{len(p.ready)} tasks"
+                print(f"  {p.name:{width}s}  {ready:12s} {p.description}")
+            rows.append({"suite": suite, "perturbation": p.name, "package_suite": p.key,
+                         "usable": p.usable, "runnable_tasks": sum(p.ready),
+                         "tasks": len(p.twins), "problem": p.problem,
+                         "description": p.description})  # fmt: skip
+        off = [p for p in found if not p.usable]
+        if off:
+            print("  not runnable here:")
+            for p in off:
+                print(f"  {p.name:{width}s}  {p.problem}")
+    print(
+        "\nPut families in a recipe as evaluation.robustness: [{suite: S, perturbations: [...]}];"
+        " `dlr info --suite libero_spatial_swap` lists one family's tasks"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
@@ -260,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="list suites, tasks and demonstrator coverage")
     s.add_argument("--suite", help="one suite only")
+    s.add_argument(
+        "--perturbations", action="store_true",
+        help="LIBERO-PRO perturbation families per suite, what each changes (from its BDDL files)",
+    )  # fmt: skip
     s.add_argument("--json", help="also write the table as JSON to this path")
     s.set_defaults(func=cmd_info)
 

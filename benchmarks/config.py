@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from adaptation.adapt import AdaptConfig
+from evaluation.perturbations import RobustnessConfig
 from generation.dlr.pipeline import PIPELINE_SET, GenerationConfig
 from generation.envs.suites import SUITES, parse_tasks
 
@@ -123,6 +124,11 @@ class EvalStageConfig(Strict):
         ge=0,
         description="held-out scripted demos per task on which every adapted policy's action "
         "error is measured (evaluation/offline.parquet); 0: none",
+    )
+    robustness: list[RobustnessConfig] = Field(
+        default=[],
+        description="LIBERO-PRO perturbation families per adapted suite, evaluated like the "
+        "nominal suite (evaluation/robustness.parquet; `dlr info --perturbations`)",
     )
 
 

@@ -120,6 +120,8 @@ def run_recipe(
     if "generation" in stages:
         for warning in recipe.generation.budget_warnings():
             log.warning(warning)
+    if "evaluation" in recipe.stages:
+        robustness_plan(recipe)  # a bad perturbation fails now, not after hours of training
     run_dir = recipe.resolved_run_dir()
     if dry_run:
         print(yaml.safe_dump(recipe.resolved(), sort_keys=False))
@@ -259,15 +261,13 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             "*.safetensors"
         ):  # a truncated file fails here, not per episode
             check_safetensors(weights)
+    plan = robustness_plan(recipe)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
     with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
         for r in runs:
             # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
             cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
-            key = keyed("closed-loop episodes", {"checkpoint": r["out"]})
-            prepare_step(cache, config_hash(key), force, clear_unrecorded=True)
-            update_manifest(cache, stage="evaluation cache", config=key, config_hash=config_hash(key),
-                            status="running")  # fmt: skip
+            _episode_cache(cache, r, force)
             if r["suite"] in heldout:
                 _offline(r, heldout[r["suite"]], cache, out)
             evaluate(
@@ -276,7 +276,72 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 episodes_per_task=cfg.episodes_per_task, seeds=cfg.seeds, out_dir=out,
                 horizon=cfg.horizon, video_episodes=cfg.video_episodes, pool=pool,
             )  # fmt: skip
+            if plan.get(r["suite"]):
+                _evaluate_robustness(recipe, r, plan[r["suite"]], out, pool, force)
     return out / "results.parquet"
+
+
+def _episode_cache(cache: Path, r: dict, force: bool) -> None:
+    """Cached episodes belong to one adapted checkpoint: dropped when it was rebuilt."""
+    key = keyed("closed-loop episodes", {"checkpoint": r["out"]})
+    prepare_step(cache, config_hash(key), force, clear_unrecorded=True)
+    update_manifest(cache, stage="evaluation cache", config=key, config_hash=config_hash(key),
+                    status="running")  # fmt: skip
+
+
+def robustness_plan(recipe: Recipe) -> dict[str, list]:
+    """``evaluation.robustness`` resolved into perturbation families per adapted suite, and
+    checked against the rest of the recipe: the suite is adapted to, the evaluated tasks have
+    runnable perturbed copies with enough init states for ``evaluation.episodes_per_task``."""
+    from benchmarks.config import RecipeError
+    from evaluation.perturbations import resolve
+
+    cfg = recipe.evaluation
+    if cfg is None or not cfg.robustness:
+        return {}
+    adapted = recipe.adaptation.suites
+    plan: dict[str, list] = {}
+    for i, spec in enumerate(cfg.robustness):
+        where = f"evaluation.robustness.{i}"
+        if spec.suite not in adapted:
+            raise RecipeError(
+                f"{where}.suite: {spec.suite} is not adapted to (adaptation.suites: {adapted}); "
+                "evaluate one of those or add it there"
+            )
+        tasks = _eval_tasks(recipe, cfg, spec.suite)
+        for family in resolve(spec.suite, spec.perturbations):
+            try:
+                fewest = min(family.n_init_states[j] for j in family.perturbed_indices(tasks))
+            except ValueError as err:
+                raise RecipeError(f"{where}.perturbations: {err}") from None
+            if cfg.episodes_per_task > fewest:
+                raise RecipeError(
+                    f"{where}.perturbations: {family.key} has {fewest} init states per task, fewer "
+                    f"than evaluation.episodes_per_task={cfg.episodes_per_task}: lower it or drop "
+                    f"{family.name!r}"
+                )
+            if family.name not in [f.name for f in plan.get(spec.suite, [])]:
+                plan.setdefault(spec.suite, []).append(family)
+    return plan
+
+
+def _evaluate_robustness(
+    recipe: Recipe, r: dict, families: list, out: Path, pool, force: bool
+) -> None:
+    """One adapted policy on its suite's perturbation families, as on the nominal suite."""
+    from evaluation.robustness import evaluate_perturbed, write_descriptions
+
+    cfg = recipe.evaluation
+    write_descriptions(out, families)
+    for family in families:
+        cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / family.key
+        _episode_cache(cache, r, force)
+        evaluate_perturbed(
+            str(r["out"]), family, arch=r["arch"], source=r["source"], size=r["size"],
+            tasks=_eval_tasks(recipe, cfg, r["suite"]), episodes_per_task=cfg.episodes_per_task,
+            seeds=cfg.seeds, out_dir=out, horizon=cfg.horizon, video_episodes=cfg.video_episodes,
+            pool=pool,
+        )  # fmt: skip
 
 
 def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str, Path]:

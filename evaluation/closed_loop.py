@@ -370,8 +370,10 @@ def evaluate(
     max_retries: int = 2,
     device: str | None = None,
     pool: EvalPool | None = None,
+    results_file: str | None = "results.parquet",
 ) -> pd.DataFrame:
-    """Evaluate one policy on ``suite`` and merge its rows into ``out_dir/results.parquet``.
+    """Evaluate one policy on ``suite`` and merge its rows into ``out_dir/results.parquet``
+    (``results_file``; None: merge nowhere, the caller stores the rows).
 
     ``tasks`` are indices or names (``None``: every task of the suite). ``image_size``
     defaults to the checkpoint's image feature (128 for a callable). ``video_episodes`` records
@@ -441,8 +443,8 @@ def evaluate(
         })  # fmt: skip
     df = with_rates(pd.DataFrame(rows))[[*RESULT_COLUMNS, "mean_length"]]
     complete = df[df["episodes"] == episodes_per_task]
-    if len(complete):
-        merge_results(out_dir / "results.parquet", complete)
+    if len(complete) and results_file is not None:
+        merge_results(out_dir / results_file, complete)
     if failed:
         raise RuntimeError(
             f"{len(failed)} episode group(s) of {run_folder} kept crashing after {max_retries} "

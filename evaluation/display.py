@@ -80,4 +80,10 @@ def pattern_color(pattern: int) -> str:
 
 
 def suite_label(suite: str) -> str:
-    return SUITE_LABELS.get(suite, suite)
+    """``Spatial``; a LIBERO-PRO perturbed suite as ``Spatial + swap``."""
+    if suite in SUITE_LABELS:
+        return SUITE_LABELS[suite]
+    for base in sorted(SUITE_LABELS, key=len, reverse=True):
+        if suite.startswith(base + "_"):
+            return f"{SUITE_LABELS[base]} + {suite.removeprefix(base + '_')}"
+    return suite

@@ -139,6 +139,93 @@ def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     return out
 
 
+def _yerr(value: pd.Series, low: pd.Series, high: pd.Series, scale: float = 1.0) -> np.ndarray:
+    """Error-bar lengths below and above ``value`` (NaN where a side is missing)."""
+    v, lo, hi = (scale * np.asarray(c, dtype=float) for c in (value, low, high))
+    return np.abs(np.vstack([v - lo, hi - v]))
+
+
+def robustness_plots(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """One PNG per arch from :func:`evaluation.robustness.robustness_table`'s numbers: per
+    nominal suite, success on each perturbation family (filled) beside the nominal success of
+    the same tasks and seeds (hollow), and the drop in points, Wilson / Newcombe 95% CIs."""
+    out = {}
+    for arch in sorted(table["arch"].unique()):
+        sub = table[table["arch"] == arch]
+        suites = sorted(sub["base_suite"].unique())
+        fig, axes = plt.subplots(len(suites), 2, figsize=(11, 3.6 * len(suites)), squeeze=False)
+        for (ax, ax_drop), suite in zip(axes, suites, strict=True):
+            cells = sub[sub["base_suite"] == suite]
+            families = sorted(cells["perturbation"].unique())
+            sources = display.ordered(cells["source"])
+            width = 0.7 / len(sources)
+            for i, source in enumerate(sources):
+                line = cells[cells["source"] == source]
+                x = np.array([families.index(f) for f in line["perturbation"]], dtype=float)
+                x += (i - (len(sources) - 1) / 2) * width
+                style = dict(
+                    color=display.source_color(source),
+                    ls="none",
+                    capsize=2,
+                    ms=5,
+                    marker=display.source_marker(source),
+                    clip_on=False,
+                )
+                nominal = 100 * line["nominal_success_rate"].to_numpy(dtype=float)
+                ax.errorbar(
+                    x - 0.2 * width,
+                    nominal,
+                    mfc="white",
+                    **style,
+                    yerr=_yerr(
+                        line["nominal_success_rate"],
+                        line["nominal_ci_low"],
+                        line["nominal_ci_high"],
+                        100,
+                    ),
+                )
+                perturbed = 100 * line["success_rate"].to_numpy(dtype=float)
+                ax.plot(  # a thin line joins each nominal point to its perturbed one
+                    np.vstack([x - 0.2 * width, x + 0.2 * width]),
+                    np.vstack([nominal, perturbed]),
+                    color=style["color"],
+                    lw=1,
+                    alpha=0.6,
+                )
+                label = f"{display.source_label(source)} ({_n_text(line['episodes'])} episodes)"
+                ax.errorbar(
+                    x + 0.2 * width,
+                    perturbed,
+                    yerr=_yerr(line["success_rate"], line["ci_low"], line["ci_high"], 100),
+                    label=label,
+                    **style,
+                )
+                ax_drop.errorbar(
+                    x,
+                    line["drop_points"].to_numpy(dtype=float),
+                    label=label,
+                    **style,
+                    yerr=_yerr(line["drop_points"], line["drop_ci_low"], line["drop_ci_high"]),
+                )
+            for a in (ax, ax_drop):
+                a.set_xticks(range(len(families)))
+                a.set_xticklabels(families, rotation=20)
+                a.grid(axis="y", alpha=0.3)
+            ax.set_ylim(-3, 103)
+            ax.set_ylabel("success rate (%), Wilson 95% CI")
+            label = display.suite_label(suite)
+            ax.set_title(f"{label}: nominal (hollow) and perturbed (filled)", fontsize=10)
+            ax_drop.axhline(0, color="black", lw=0.8)
+            ax_drop.set_ylim(-103, 103)
+            ax_drop.set_ylabel("nominal - perturbed\n(points, Newcombe 95% CI)")
+            ax_drop.set_title(f"{label}: drop, same tasks, init states and seeds", fontsize=10)
+            _legend_outside(ax_drop)
+        fig.suptitle(f"{arch}: closed-loop success under LIBERO-PRO perturbations", fontsize=11)
+        fig.tight_layout()
+        out[arch] = _save(fig, out_dir / f"robustness_{arch}.png")
+    return out
+
+
 # --------------------------------------------------------------------------- trajectories
 @dataclass
 class TrajectorySet:

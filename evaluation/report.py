@@ -10,6 +10,8 @@ the generator's manifests and learning curves, and the kept datasets
   - ``scaling_<arch>.png``: success against pretraining size, a line per source, error bars;
   - ``offline`` and ``offline_<arch>.png``: held-out action error (``evaluation/offline.parquet``,
     when the recipe asks for it) per arch x source x size, and against pretraining size;
+  - ``robustness`` and ``robustness_<arch>.png``: success under LIBERO-PRO perturbations
+    (``evaluation/robustness.parquet``) against the nominal success of the same tasks;
   - the generator's tables and ``learning_curves.png`` (PPO, per source and pattern);
   - ``tsne.png`` and ``pairwise_distances.png`` of end-effector trajectories;
   - ``report.md``, an index of all of them, and ``index.html``, the same as one page with
@@ -384,6 +386,11 @@ def _build_report(
         for arch, path in plots.offline_curves(offline, out_dir).items():
             outputs[f"offline_{arch}"] = path
             sections.append(f"![held-out action error {arch}]({path.name})\n")
+
+    if (run_dir / "evaluation" / "robustness.parquet").is_file():
+        from evaluation.robustness import robustness_sections
+
+        sections += robustness_sections(run_dir, results, out_dir, outputs)
 
     diversity_path = run_dir / "evaluation" / "diversity.parquet"
     diversity = read_table(diversity_path) if diversity_path.is_file() else pd.DataFrame()

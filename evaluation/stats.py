@@ -34,6 +34,24 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return max(0.0, center - half), min(1.0, center + half)
 
 
+def difference_interval(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, z: float = Z_95
+) -> tuple[float, float]:
+    """Confidence interval of ``p_a - p_b`` for two independent proportions: Newcombe's hybrid
+    score interval (method 10 of Newcombe, Statistics in Medicine 1998), which combines the two
+    Wilson intervals and so shares their good behaviour at 0 or n successes.
+    ``(-1, 1)`` when either side has no trials."""
+    if n_a <= 0 or n_b <= 0:
+        return -1.0, 1.0
+    p_a, p_b = successes_a / n_a, successes_b / n_b
+    low_a, high_a = wilson_interval(successes_a, n_a, z)
+    low_b, high_b = wilson_interval(successes_b, n_b, z)
+    diff = p_a - p_b
+    low = diff - math.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2)
+    high = diff + math.sqrt((high_a - p_a) ** 2 + (p_b - low_b) ** 2)
+    return max(-1.0, low), min(1.0, high)
+
+
 def with_rates(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``success_rate``, ``ci_low``, ``ci_high`` from ``episodes`` and ``successes``."""
     out = df.copy()

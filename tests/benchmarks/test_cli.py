@@ -15,6 +15,21 @@ def test_info_lists_tasks_and_demonstrator_coverage(capsys, tmp_path):
     assert len(rows) == 10 and all(r["demonstrator"] for r in rows)
 
 
+def test_info_lists_perturbation_families_with_what_they_change(capsys, tmp_path):
+    argv = ["info", "--perturbations", "--suite", "libero_object", "--json", str(tmp_path / "p")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "libero_object: 6 perturbation families to evaluate" in out
+    swap = next(line for line in out.splitlines() if line.strip().startswith("swap "))
+    assert "10/10 tasks" in swap and "swaps the start regions of objects" in swap
+    assert "not runnable here:" in out
+    rows = {r["perturbation"]: r for r in json.loads((tmp_path / "p").read_text())}
+    assert rows["with_mug"]["usable"] and rows["with_mug"]["package_suite"] == (
+        "libero_object_with_mug"
+    )
+    assert not rows["object_ood"]["usable"] and "BDDL" in rows["object_ood"]["problem"]
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
@@ -58,7 +73,8 @@ TINY = {
                     "batch_size": 2, "warmup_steps": 1},
     "adaptation": {"suites": ["libero_spatial"], "steps": 2, "batch_size": 2, "warmup_steps": 1},
     "evaluation": {"episodes_per_task": 1, "num_workers": 1, "horizon": 5,
-                   "offline_episodes_per_task": 1},
+                   "offline_episodes_per_task": 1,
+                   "robustness": [{"suite": "libero_spatial", "perturbations": ["swap"]}]},
 }  # fmt: skip
 
 
@@ -95,11 +111,17 @@ def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, c
     offline = pd.read_parquet(run / "evaluation" / "offline.parquet")
     assert len(offline) == 5 and (offline.episodes == 1).all() and (offline.action_mse > 0).all()
     assert (run / "report" / "offline.md").is_file()
+    # every adapted policy also ran on the swapped copy of task 0, reported against task 0
+    perturbed = pd.read_parquet(run / "evaluation" / "robustness.parquet")
+    assert len(perturbed) == 5 and set(perturbed["suite"]) == {"libero_spatial_swap"}
+    assert set(perturbed["base_task"]) == set(results["task"])
+    assert "swap" in (run / "report" / "robustness.md").read_text()
     before = (demos / "meta" / "info.json").stat().st_mtime_ns
     assert main(["run", str(p)]) == 0  # complete for the same config: every stage skipped
     assert (demos / "meta" / "info.json").stat().st_mtime_ns == before
     assert len(pd.read_parquet(run / "evaluation" / "results.parquet")) == 5
     assert pd.read_parquet(run / "evaluation" / "offline.parquet").equals(offline)
+    assert pd.read_parquet(run / "evaluation" / "robustness.parquet").equals(perturbed)
 
 
 @pytest.mark.parametrize(

@@ -210,3 +210,66 @@ def test_resolved_recipe_round_trips_to_the_same_config_hashes():
 def test_pretraining_wandb_is_a_recipe_key():
     recipe = validate_recipe(_minimal(pretraining={"wandb": {"project": "dlr-bench"}}), "r.yaml")
     assert recipe.pretraining.wandb == {"project": "dlr-bench"}
+
+
+def _cpu_sections(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_robustness_recipe_reuses_cpu_checkpoints_and_plans_its_families():
+    """robustness.yaml runs in cpu.yaml's folder on its checkpoints: every section it shares
+    must be cpu.yaml's, or the evaluation would look for checkpoints cpu.yaml never made."""
+    from benchmarks.runner import adaptation_runs, robustness_plan
+
+    recipes = Path(__file__).parents[2] / "benchmarks" / "recipes"
+    robust, cpu = _cpu_sections(recipes / "robustness.yaml"), _cpu_sections(recipes / "cpu.yaml")
+    assert robust["run_dir"] == "runs/cpu" and robust["stages"] == ["evaluation", "report"]
+    assert robust["demos"] == cpu["demos"] and robust["adaptation"] == cpu["adaptation"]
+    assert {k: v for k, v in robust["pretraining"].items() if k != "sizes"} == {
+        k: v for k, v in cpu["pretraining"].items() if k != "sizes"
+    }
+    assert set(robust["pretraining"]["sizes"]) <= set(cpu["pretraining"]["sizes"])
+    assert {k: v for k, v in robust["evaluation"].items() if k != "robustness"} == cpu["evaluation"]
+
+    recipe = load_recipe(recipes / "robustness.yaml")
+    plan = robustness_plan(recipe)
+    assert [p.key for p in plan["libero_spatial"]] == [
+        "libero_spatial_swap", "libero_spatial_object", "libero_spatial_lan",
+        "libero_spatial_with_mug",
+    ]  # fmt: skip
+    runs = adaptation_runs(recipe, Path("runs/cpu"))
+    assert len(runs) == 8  # 2 archs x (none + 3 sources at full size)
+    assert {str(r["out"].parent.parent) for r in runs if r["source"] == "dlr"} == {
+        "runs/cpu/adaptation/openvla/dlr",
+        "runs/cpu/adaptation/pi0/dlr",
+    }
+    paper = robustness_plan(load_recipe(recipes / "paper.yaml"))
+    assert sorted(paper) == ["libero_10", "libero_goal", "libero_object", "libero_spatial"]
+
+
+@pytest.mark.parametrize(
+    "robustness, evaluation, expected",
+    [
+        ([{"suite": "libero_spatial", "perturbations": ["object_ood"]}], {},
+         "evaluation.robustness.0.perturbations: 'object_ood' cannot run here"),
+        ([{"suite": "libero_spatial", "perturbations": ["swap"], "families": 1}], {},
+         "evaluation.robustness.0.families: unknown key; allowed keys here: suite, perturbations"),
+        ([{"suite": "libero_90", "perturbations": ["swap"]}], {},
+         "'swap' is not a perturbation of libero_90"),
+        ([{"suite": "libero_object", "perturbations": ["swap"]}], {},
+         "evaluation.robustness.0.suite: libero_object is not adapted to"),
+        ([{"suite": "libero_spatial", "perturbations": ["with_milk"]}], {"episodes_per_task": 20},
+         "libero_spatial_with_milk has 10 init states per task, fewer than "
+         "evaluation.episodes_per_task=20"),
+    ],
+)  # fmt: skip
+def test_bad_robustness_sections_fail_before_any_work(robustness, evaluation, expected, tmp_path):
+    from benchmarks.runner import robustness_plan
+
+    data = {"name": "t", "run_dir": str(tmp_path), "stages": ["evaluation"],
+            "adaptation": {"suites": ["libero_spatial"]},
+            "evaluation": {"robustness": robustness, **evaluation}}  # fmt: skip
+    with pytest.raises(RecipeError) as err:
+        robustness_plan(validate_recipe(data, "r.yaml"))
+    assert expected in str(err.value)
+    assert not any(tmp_path.iterdir())

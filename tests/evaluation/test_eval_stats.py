@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from evaluation.stats import format_rate, pool, suite_average, wilson_interval
+from evaluation.stats import (
+    difference_interval,
+    format_rate,
+    pool,
+    suite_average,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +34,25 @@ def test_wilson_edge_cases() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="successes <= n"):
         wilson_interval(3, 2)
+
+
+@pytest.mark.parametrize(
+    ("a", "n_a", "b", "n_b", "low", "high"),
+    [  # Newcombe (1998), Table II, method 10
+        (56, 70, 48, 80, 0.0524, 0.3339),
+        (9, 10, 3, 10, 0.1705, 0.8090),
+        (0, 10, 0, 10, -0.2775, 0.2775),
+    ],
+)
+def test_difference_interval_known_values(a, n_a, b, n_b, low, high) -> None:
+    assert difference_interval(a, n_a, b, n_b) == pytest.approx((low, high), abs=1e-4)
+    swapped = difference_interval(b, n_b, a, n_a)
+    assert swapped == pytest.approx((-high, -low), abs=1e-4)
+
+
+def test_difference_interval_edges() -> None:
+    assert difference_interval(6, 6, 0, 6)[1] == 1.0  # clipped to the possible range
+    assert difference_interval(0, 0, 3, 5) == (-1.0, 1.0)
 
 
 def test_pool_and_suite_average() -> None:

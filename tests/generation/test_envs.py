@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from generation.envs.libero_env import EnvConfig, LiberoEnv, quat_to_axis_angle
-from generation.envs.suites import SUITES, get_task, init_states, list_tasks, parse_tasks
+from generation.envs.suites import (
+    DEFAULT_HORIZON,
+    SUITES,
+    base_suite,
+    get_task,
+    init_states,
+    list_tasks,
+    parse_tasks,
+)
 
 
 def test_suites_have_their_tasks():
@@ -37,6 +45,24 @@ def test_task_lookup_by_index_name_and_substring():
 def test_lookup_errors_name_valid_choices(suite, task, expected):
     with pytest.raises(ValueError, match=expected):
         get_task(suite, task)
+
+
+def test_perturbed_suites_resolve_like_nominal_ones():
+    """LIBERO-PRO's copies keep the instruction a policy learned unless they reword it."""
+    nominal = list_tasks("libero_spatial")
+    swap = list_tasks("libero_spatial_swap")
+    assert [t.language for t in swap] == [t.language for t in nominal]
+    assert [t.name for t in swap] == [t.name for t in nominal]
+    lan = list_tasks("libero_spatial_lan")
+    assert all(a.language != b.language for a, b in zip(lan, nominal, strict=True))
+    assert lan[1].language == "take black bowl next to ramekin and place on plate"  # its BDDL's
+    milk = list_tasks("libero_spatial_with_milk")  # files renamed after the scene, 10 inits
+    assert milk[1].language == nominal[2].language and milk[1].n_init_states == 10
+    assert init_states("libero_spatial_with_milk", 1).shape[0] == 10
+    assert DEFAULT_HORIZON["libero_spatial_swap"] == DEFAULT_HORIZON["libero_spatial"]
+    assert base_suite("libero_10_with_mug") == "libero_10"
+    with pytest.raises(ValueError, match="perturbed variants"):
+        list_tasks("libero_spatial_nope")
 
 
 def test_bad_env_config_is_a_clear_error():
