@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+from robosuite.models.base import MujocoModel
 from robosuite.utils.control_utils import opspace_matrices, orientation_error
 
 # control_utils.nullspace_torques' default gains (joint_kp=10, critically damped)
@@ -198,3 +199,50 @@ def _as_slice(index: np.ndarray) -> slice | np.ndarray:
     if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
         return slice(int(index[0]), int(index[0]) + index.size)
     return index
+
+
+class ContactCheck:
+    """robosuite's ``MujocoEnv.check_contact``, the same boolean from masks over geom ids.
+
+    robosuite looks up the names of both geoms of every contact and searches the groups' name
+    lists for them, on every call (LIBERO's ``In``/``On`` predicates call it on every step). Here
+    each group becomes, once per model, a mask over geom ids holding robosuite's own test
+    (``geom_id2name(id) in names``), and a call indexes the masks with the contact list.
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self._model = None
+        self._masks: dict[object, tuple[object, np.ndarray]] = {}
+
+    def _mask(self, geoms, model) -> np.ndarray:
+        if isinstance(geoms, MujocoModel):  # LIBERO's predicates pass the object models
+            key, names = id(geoms), None
+        else:
+            names = [geoms] if type(geoms) is str else list(geoms)
+            key = tuple(names)
+        hit = self._masks.get(key)
+        if hit is not None and (names is not None or hit[0] is geoms):
+            return hit[1]
+        if names is None:
+            names = geoms.contact_geoms
+        mask = np.array([model.geom_id2name(i) in names for i in range(model.ngeom)], dtype=bool)
+        self._masks[key] = (geoms, mask)  # holding a model keeps its id from being reused
+        return mask
+
+    def __call__(self, geoms_1, geoms_2=None) -> bool:
+        sim = self.env.sim
+        model = sim.model
+        if model is not self._model:
+            self._model, self._masks = model, {}
+        d = sim.data._data
+        ncon = d.ncon
+        if ncon == 0:
+            return False
+        contact = d.contact
+        geom1, geom2 = contact.geom1[:ncon], contact.geom2[:ncon]
+        in_1 = self._mask(geoms_1, model)
+        if geoms_2 is None:
+            return bool((in_1[geom1] | in_1[geom2]).any())
+        in_2 = self._mask(geoms_2, model)
+        return bool(((in_1[geom1] & in_2[geom2]) | (in_2[geom1] & in_1[geom2])).any())

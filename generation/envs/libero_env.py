@@ -155,7 +155,7 @@ class LiberoEnv:
         from libero.libero.envs import OffScreenRenderEnv
         from libero.libero.envs.env_wrapper import ControlEnv
 
-        from generation.envs.lean import LeanStepper, lean_unsupported
+        from generation.envs.lean import ContactCheck, LeanStepper, lean_unsupported
 
         cfg = self.config
         kwargs = dict(
@@ -177,9 +177,13 @@ class LiberoEnv:
             reason = lean_unsupported(self.raw.env)
             if reason is None:
                 self._lean = LeanStepper(self.raw.env)
+                # LIBERO's predicates call env.check_contact: the instance attribute shadows it
+                self.raw.env.check_contact = ContactCheck(self.raw.env)
             else:
                 log.warning("%s steps through LIBERO's env.step: %s", self.task.key, reason)
         self._joint_ids: list[int] | None = None
+        self._object_index_of = None  # the sim whose ids _object_index_ids holds
+        self._object_index_ids: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self._simplified = None  # the MjModel whose visual meshes were simplified
         self._fixture_pose: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -418,23 +422,32 @@ class LiberoEnv:
             self._joint_ids = ids
         return self._joint_ids
 
+    def _object_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Body ids of the objects (scene order) and qpos addresses of the articulated joints,
+        looked up once per sim (LIBERO builds a new one on hard resets)."""
+        sim = self.sim
+        if self._object_index_of is not sim:
+            env = self.raw.env
+            bodies = np.array([env.obj_body_id[name] for name in env.objects_dict], dtype=np.intp)
+            joints = self._articulated_joint_ids()
+            qpos_adr = np.array([sim.model.jnt_qposadr[j] for j in joints], dtype=np.intp)
+            self._object_index_of, self._object_index_ids = sim, (bodies, qpos_adr)
+        return self._object_index_ids
+
     def object_state(self) -> np.ndarray:
         """Object poses (pos, quat wxyz) in scene order, then articulated joint positions."""
-        env, sim = self.raw.env, self.sim
-        parts = []
-        for name in env.objects_dict:
-            bid = env.obj_body_id[name]
-            parts.append(sim.data.body_xpos[bid])
-            parts.append(sim.data.body_xquat[bid])
-        joints = [sim.data.qpos[sim.model.jnt_qposadr[j]] for j in self._articulated_joint_ids()]
-        flat = np.concatenate(parts + [np.asarray(joints, dtype=np.float64)]).astype(np.float32)
+        bodies, qpos_adr = self._object_index()
+        data = self.sim.data
+        poses = np.concatenate([data.body_xpos[bodies], data.body_xquat[bodies]], axis=1)
+        n_values = poses.size + qpos_adr.size
         dim = self.config.env_state_dim
-        if flat.size > dim:
+        if n_values > dim:
             raise ValueError(
-                f"{self.task.key} has {flat.size} object-state values, more than env_state_dim={dim}"
+                f"{self.task.key} has {n_values} object-state values, more than env_state_dim={dim}"
             )
         out = np.zeros(dim, dtype=np.float32)
-        out[: flat.size] = flat
+        out[: poses.size] = poses.ravel()
+        out[poses.size : n_values] = data.qpos[qpos_adr]
         return out
 
     def _obs(self, raw_obs: dict) -> dict:
