@@ -22,6 +22,8 @@ import numpy as np
 from robosuite.models.base import MujocoModel
 from robosuite.utils.control_utils import opspace_matrices, orientation_error
 
+from generation.envs.lean_kernels import apply_controls, desired_forces, read_robot_state
+
 # control_utils.nullspace_torques' default gains (joint_kp=10, critically damped)
 NULLSPACE_KP = 10
 NULLSPACE_KV = np.sqrt(10) * 2
@@ -80,75 +82,88 @@ class LeanStepper:
     def _bind(self) -> None:
         env = self.env
         robot = env.robots[0]
-        ctrl, sim = robot.controller, env.sim
-        model = sim.model
-        self._controller = ctrl
-        self._m, self._d = model._model, sim.data._data
+        ctrl, sim, gripper = robot.controller, env.sim, robot.gripper
+        model, data = sim.model, sim.data._data
+        self._controller, self._m, self._d = ctrl, model._model, data
+        # MjData's arrays as numpy views, taken once (each attribute access builds a new view)
+        self._site_xpos, self._site_xmat = data.site_xpos, data.site_xmat
+        self._qpos, self._qvel, self._qfrc_bias, self._ctrl = (
+            data.qpos,
+            data.qvel,
+            data.qfrc_bias,
+            data.ctrl,
+        )
         self._site = model.site_name2id(ctrl.eef_name)
-        qpos_index, qvel_index = np.asarray(ctrl.qpos_index), np.asarray(ctrl.qvel_index)
-        self._qpos_index, self._qvel_index = _as_slice(qpos_index), _as_slice(qvel_index)
-        self._index = qvel_index  # fancy indexing, as robosuite does: see _read_robot_state
-        nv = model.nv
-        self._jacp, self._jacr = np.zeros((3, nv)), np.zeros((3, nv))
-        self._full_m = np.zeros((nv, nv))
-        self._kp, self._kd = np.array(ctrl.kp), np.array(ctrl.kd)
-        self._arm_ids = _as_slice(np.asarray(robot._ref_joint_actuator_indexes))
-        self._torque_low, self._torque_high = (np.array(x) for x in robot.torque_limits)
-        gripper = robot.gripper
-        self._grip_ids = [model.actuator_name2id(a) for a in gripper.actuators]
+        self._qpos_idx = np.asarray(ctrl.qpos_index, dtype=np.intp)
+        self._qvel_idx = np.asarray(ctrl.qvel_index, dtype=np.intp)
+        n, nv = self._qvel_idx.size, model.nv
+        self._jacp, self._jacr, self._full_m = (
+            np.zeros((3, nv)),
+            np.zeros((3, nv)),
+            np.zeros((nv, nv)),
+        )
+        # the controller's state, in the layouts Controller.update gives it (lean_kernels.py)
+        self._ee_pos, self._ee_ori_mat = np.zeros(3), np.zeros((3, 3))
+        self._joint_pos, self._joint_vel = np.zeros(self._qpos_idx.size), np.zeros(n)
+        self._j_pos, self._j_ori = np.zeros((3, n), order="F"), np.zeros((3, n), order="F")
+        self._j_full, self._mass = np.zeros((6, n), order="F"), np.zeros((n, n), order="F")
+        self._force, self._torque, self._pose_error = np.zeros(3), np.zeros(3), np.zeros(n)
+        self._torques, self._clipped = np.zeros(n), np.zeros(n)
+        self._arm_ids = np.asarray(robot._ref_joint_actuator_indexes, dtype=np.intp)
+        self._torque_low, self._torque_high = (
+            np.array(x, dtype=float) for x in robot.torque_limits
+        )
+        self._grip_ids = np.array([model.actuator_name2id(a) for a in gripper.actuators])
         ctrl_range = model.actuator_ctrlrange[self._grip_ids]
-        self._grip_bias = (0.5 * (ctrl_range[:, 1] + ctrl_range[:, 0])).tolist()
-        self._grip_weight = (0.5 * (ctrl_range[:, 1] - ctrl_range[:, 0])).tolist()
+        self._grip_bias = 0.5 * (ctrl_range[:, 1] + ctrl_range[:, 0])
+        self._grip_weight = 0.5 * (ctrl_range[:, 1] - ctrl_range[:, 0])
         self._substeps = int(env.control_timestep / env.model_timestep)
 
     def _read_robot_state(self) -> None:
         """``Controller.update`` without its ``mj_forward`` (``mj_step1`` just ran the stages it
-        reads: kinematics, com, inertia, bias forces) and with ids looked up once. Every array
-        is built by the same numpy calls: BLAS and numba results depend on memory layout (the
-        fancy-indexed Jacobians and mass matrix are Fortran-ordered), so values alone are not
-        enough for bit-identical torques."""
-        ctrl, d, jacp, jacr, index = self._controller, self._d, self._jacp, self._jacr, self._index
-        ctrl.ee_pos = np.array(d.site_xpos[self._site])
-        ctrl.ee_ori_mat = np.array(d.site_xmat[self._site].reshape([3, 3]))
+        reads: kinematics, com, inertia, bias forces), ids looked up once, into the same
+        layouts."""
+        ctrl, d, jacp, jacr = self._controller, self._d, self._jacp, self._jacr
         mujoco.mj_jacSite(self._m, d, jacp, jacr, self._site)
-        ctrl.ee_pos_vel = np.dot(jacp, d.qvel)
-        ctrl.ee_ori_vel = np.dot(jacr, d.qvel)
-        ctrl.joint_pos = d.qpos[self._qpos_index].copy()
-        ctrl.joint_vel = d.qvel[self._qvel_index].copy()
-        ctrl.J_pos = np.array(jacp[:, index])
-        ctrl.J_ori = np.array(jacr[:, index])
-        ctrl.J_full = np.array(np.vstack([ctrl.J_pos, ctrl.J_ori]))
         mujoco.mj_fullM(self._m, d, self._full_m)
-        ctrl.mass_matrix = self._full_m[index, :][:, index]
+        read_robot_state(
+            self._site_xpos, self._site_xmat, self._qpos, self._qvel, jacp, jacr, self._full_m,
+            self._site, self._qpos_idx, self._qvel_idx, self._ee_pos, self._ee_ori_mat,
+            self._joint_pos, self._joint_vel, self._j_pos, self._j_ori, self._j_full, self._mass,
+        )  # fmt: skip
+        ctrl.ee_pos, ctrl.ee_ori_mat = self._ee_pos, self._ee_ori_mat
+        ctrl.ee_pos_vel, ctrl.ee_ori_vel = np.dot(jacp, self._qvel), np.dot(jacr, self._qvel)
+        ctrl.joint_pos, ctrl.joint_vel = self._joint_pos, self._joint_vel
+        ctrl.J_pos, ctrl.J_ori, ctrl.J_full = self._j_pos, self._j_ori, self._j_full
+        ctrl.mass_matrix = self._mass
 
-    def _osc_torques(self) -> np.ndarray:
+    def _osc_substep(self, grip_action: np.ndarray, grip_delta: np.ndarray) -> None:
         """robosuite 1.4 ``OperationalSpaceController.run_controller`` (fixed impedance, no
-        interpolator), operation for operation, without its copies and property look-ups."""
+        interpolator) and the rest of ``Robot.control``, into ``ctrl``: the same products
+        (numpy/BLAS), the same numba functions, the element-wise parts in lean_kernels.py."""
         ctrl = self._controller
         ori_error = orientation_error(ctrl.goal_ori, ctrl.ee_ori_mat)
-        position_error = ctrl.goal_pos - ctrl.ee_pos
-        kp, kd = self._kp, self._kd
-        desired_force = position_error * kp[0:3] + (-ctrl.ee_pos_vel) * kd[0:3]
-        desired_torque = ori_error * kp[3:6] + (-ctrl.ee_ori_vel) * kd[3:6]
-        mass, j_full = ctrl.mass_matrix, ctrl.J_full
+        force, torque, pose_error = self._force, self._torque, self._pose_error
+        desired_forces(
+            ctrl.goal_pos, ctrl.ee_pos, ori_error, ctrl.ee_pos_vel, ctrl.ee_ori_vel, ctrl.kp,
+            ctrl.kd, ctrl.initial_joint, ctrl.joint_pos, ctrl.joint_vel, NULLSPACE_KP,
+            NULLSPACE_KV, force, torque, pose_error,
+        )  # fmt: skip
+        mass = ctrl.mass_matrix
         lambda_full, lambda_pos, lambda_ori, nullspace_matrix = opspace_matrices(
-            mass, j_full, ctrl.J_pos, ctrl.J_ori
+            mass, ctrl.J_full, ctrl.J_pos, ctrl.J_ori
         )
         if ctrl.uncoupling:
-            decoupled_wrench = np.concatenate(
-                [np.dot(lambda_pos, desired_force), np.dot(lambda_ori, desired_torque)]
-            )
+            wrench = np.concatenate([np.dot(lambda_pos, force), np.dot(lambda_ori, torque)])
         else:
-            decoupled_wrench = np.dot(lambda_full, np.concatenate([desired_force, desired_torque]))
-        torques = np.dot(j_full.T, decoupled_wrench) + self._d.qfrc_bias[self._qvel_index]
-        # control_utils.nullspace_torques with its default gain
-        pose_torques = np.dot(
-            mass,
-            NULLSPACE_KP * (ctrl.initial_joint - ctrl.joint_pos) - NULLSPACE_KV * ctrl.joint_vel,
-        )
-        torques += np.dot(nullspace_matrix.transpose(), pose_torques)
-        ctrl.torques = torques
-        return torques
+            wrench = np.dot(lambda_full, np.concatenate([force, torque]))
+        nullspace = np.dot(nullspace_matrix.transpose(), np.dot(mass, pose_error))
+        apply_controls(
+            np.dot(ctrl.J_full.T, wrench), self._qfrc_bias, self._qvel_idx, nullspace,
+            self._torque_low, self._torque_high, self._arm_ids, grip_action, grip_delta,
+            self._grip_bias, self._grip_weight, self._grip_ids, self._torques, self._clipped,
+            self._ctrl,
+        )  # fmt: skip
 
     def step(self, action: np.ndarray) -> dict[str, np.ndarray]:
         """One control step with ``action`` (7,); returns the proprio observations LIBERO's
@@ -164,12 +179,9 @@ class LeanStepper:
         # PandaGripper.format_action's increment, the same on every substep of a control step
         grip_delta = np.array([-1.0, 1.0]) * gripper.speed * np.sign(action[ctrl.control_dim :])
         # a soft reset may leave a (1,) command, which broadcasts as in format_action
-        c0, c1 = np.broadcast_to(gripper.current_action, grip_delta.shape).tolist()
-        d0, d1 = grip_delta.tolist()
-        (g0, g1), (b0, b1), (w0, w1) = self._grip_ids, self._grip_bias, self._grip_weight
-        low, high, arm_ids = self._torque_low, self._torque_high, self._arm_ids
+        grip_action = np.array(np.broadcast_to(gripper.current_action, grip_delta.shape))
         observables = [env._observables[name] for name in PROPRIO_OBSERVABLES]
-        dt = env.model_timestep
+        dt, cache = env.model_timestep, env._obs_cache
         for i in range(self._substeps):
             mujoco.mj_step1(m, d)
             # Controller.update's guard: the first substep after a reset keeps what the new
@@ -179,26 +191,16 @@ class LeanStepper:
                 ctrl.new_update = False  # set_goal's update() would run mj_forward again
             if i == 0:
                 ctrl.set_goal(action[: ctrl.control_dim])
-            torques = np.minimum(np.maximum(self._osc_torques(), low), high)  # np.clip's values
+            self._osc_substep(grip_action, grip_delta)
             ctrl.new_update = True
-            c0, c1 = min(max(c0 + d0, -1.0), 1.0), min(max(c1 + d1, -1.0), 1.0)
-            d.ctrl[g0], d.ctrl[g1] = b0 + w0 * c0, b1 + w1 * c1
-            d.ctrl[arm_ids] = torques
             mujoco.mj_step2(m, d)
             for observable in observables:
-                observable.update(timestep=dt, obs_cache=env._obs_cache)
-        robot.torques = torques
-        gripper.current_action = np.array([c0, c1])
+                observable.update(timestep=dt, obs_cache=cache)
+        ctrl.torques, robot.torques = self._torques.copy(), self._clipped.copy()
+        gripper.current_action = grip_action
         env.cur_time += env.control_timestep
         env._post_process()  # LIBERO's per-step object-state update (stove burners)
         return {ob.name: ob.obs for ob in observables}
-
-
-def _as_slice(index: np.ndarray) -> slice | np.ndarray:
-    """A contiguous index array as a slice (a view, no gather), anything else unchanged."""
-    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
-        return slice(int(index[0]), int(index[0]) + index.size)
-    return index
 
 
 class ContactCheck:

@@ -116,6 +116,90 @@ def test_unsupported_configurations_fall_back_with_the_reason(object_env):
         env.sim.model.opt.integrator = integrator
 
 
+def test_kernels_fuse_no_multiply_add(object_env):
+    """The compiled element-wise parts must round every product and sum on its own, as numpy
+    does: no fused multiply-add in their machine code (numba's default, fastmath off)."""
+    import re
+
+    import numba
+
+    from generation.envs import lean_kernels
+
+    object_env.reset(init_state_index=0)  # compiles (or loads) the kernels for the env's types
+    kernels = [lean_kernels.read_robot_state, lean_kernels.desired_forces]
+    kernels.append(lean_kernels.apply_controls)
+    for kernel in kernels:
+        assert kernel.signatures, kernel
+        fresh = numba.njit(kernel.py_func)  # code loaded from numba's cache cannot be inspected
+        for sig in kernel.signatures:
+            fresh.compile(sig)
+            asm = fresh.inspect_asm(sig)
+            assert len(asm) > 1000
+            assert not re.search(r"\bv?fn?m(add|sub)", asm), kernel.py_func.__name__
+
+
+def test_kernels_give_numpys_bits():
+    """desired_forces and apply_controls against robosuite's numpy expressions, on values
+    from 1e-3 to 1e3 (and NaN, which np.clip keeps)."""
+    from generation.envs.lean_kernels import apply_controls, desired_forces
+
+    rng = np.random.default_rng(0)
+
+    def vec(n):
+        return rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3, n)
+
+    for _ in range(200):
+        goal, ee, ori, vpos, vori, kp, kd = (vec(3) for _ in range(7))
+        kp, kd = np.concatenate([kp, vec(3)]), np.concatenate([kd, vec(3)])
+        init, jpos, jvel = vec(7), vec(7), vec(7)
+        force, torque, pose = np.zeros(3), np.zeros(3), np.zeros(7)
+        kv = np.sqrt(10) * 2
+        desired_forces(
+            goal, ee, ori, vpos, vori, kp, kd, init, jpos, jvel, 10, kv, force, torque, pose
+        )
+        np.testing.assert_array_equal(
+            force, np.multiply(goal - ee, kp[0:3]) + np.multiply(-vpos, kd[0:3])
+        )
+        np.testing.assert_array_equal(
+            torque, np.multiply(ori, kp[3:6]) + np.multiply(-vori, kd[3:6])
+        )
+        np.testing.assert_array_equal(pose, 10 * (init - jpos) - kv * jvel)
+
+        jt, bias, ns = vec(7), vec(9), vec(7)
+        jt[0] = np.nan
+        low, high = -np.abs(vec(7)), np.abs(vec(7))
+        grip, delta = rng.uniform(-1.2, 1.2, 2), rng.uniform(-0.3, 0.3, 2)
+        gbias, gweight = vec(2), vec(2)
+        torques, clipped, ctrl = np.zeros(7), np.zeros(7), np.zeros(9)
+        qvel_idx, arm_ids, grip_ids = np.arange(7), np.arange(7), np.array([7, 8])
+        expected_grip = np.clip(grip + delta, -1.0, 1.0)
+        apply_controls(
+            jt,
+            bias,
+            qvel_idx,
+            ns,
+            low,
+            high,
+            arm_ids,
+            grip,
+            delta,
+            gbias,
+            gweight,
+            grip_ids,
+            torques,
+            clipped,
+            ctrl,
+        )
+        expected = jt + bias[:7]
+        expected += ns
+        np.testing.assert_array_equal(torques, expected)
+        np.testing.assert_array_equal(clipped, np.clip(expected, low, high))
+        np.testing.assert_array_equal(grip, expected_grip)
+        np.testing.assert_array_equal(
+            ctrl, np.concatenate([np.clip(expected, low, high), gbias + gweight * expected_grip])
+        )
+
+
 # one task per suite, among them a stove knob, a book, a drawer and a microwave door
 SCRIPTED = [
     ("libero_object", 0, 0),
