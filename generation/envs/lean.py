@@ -6,13 +6,14 @@ One LIBERO control step (robosuite 1.4 ``MujocoEnv.step``) runs 25 physics subst
 ``Controller.update`` runs a second ``mj_forward``), ``mj_step`` (a third forward, then the
 integrator) and the update of every observable (37 on LIBERO-Object). :class:`LeanStepper`
 runs per substep ``mj_step1`` (position and velocity stages: everything the controller reads),
-the controller's state read with cached ids, robosuite's own ``set_goal``/``run_controller``
-and gripper arithmetic, ``mj_step2`` (actuation, acceleration, constraints, integrator), and
-the update of the three observables the policy reads. The sim state, the gripper's carried
-command, the observation and the predicates come out bit-identical to LIBERO's step
-(``tests/generation/test_lean_step.py``; what it mirrors and pins: ``docs/lean_stepping.md``).
+the controller's state read with ids looked up once, robosuite's ``set_goal`` and the OSC and
+gripper arithmetic operation for operation (products as numpy calls, element-wise parts in
+``lean_kernels.py``), ``mj_step2`` (actuation, acceleration, constraints, integrator), and the
+update of the three observables the policy reads. The sim state, the gripper's carried command,
+the observations and the predicates come out bit-identical to LIBERO's step
+(``tests/generation/test_lean_step.py``; how, and what it mirrors: ``docs/lean_stepping.md``).
 What it leaves out changes no state: the other observables, and the robot's history buffers
-(``recent_qpos``, ``recent_ee_*``) that robosuite fills on policy steps and nothing reads here.
+(``recent_qpos``, ``recent_ee_*``) that robosuite fills on policy steps and nothing reads.
 """
 
 from __future__ import annotations
@@ -87,21 +88,14 @@ class LeanStepper:
         self._controller, self._m, self._d = ctrl, model._model, data
         # MjData's arrays as numpy views, taken once (each attribute access builds a new view)
         self._site_xpos, self._site_xmat = data.site_xpos, data.site_xmat
-        self._qpos, self._qvel, self._qfrc_bias, self._ctrl = (
-            data.qpos,
-            data.qvel,
-            data.qfrc_bias,
-            data.ctrl,
-        )
+        self._qpos, self._qvel = data.qpos, data.qvel
+        self._qfrc_bias, self._ctrl = data.qfrc_bias, data.ctrl
         self._site = model.site_name2id(ctrl.eef_name)
         self._qpos_idx = np.asarray(ctrl.qpos_index, dtype=np.intp)
         self._qvel_idx = np.asarray(ctrl.qvel_index, dtype=np.intp)
         n, nv = self._qvel_idx.size, model.nv
-        self._jacp, self._jacr, self._full_m = (
-            np.zeros((3, nv)),
-            np.zeros((3, nv)),
-            np.zeros((nv, nv)),
-        )
+        self._jacp, self._jacr = np.zeros((3, nv)), np.zeros((3, nv))
+        self._full_m = np.zeros((nv, nv))
         # the controller's state, in the layouts Controller.update gives it (lean_kernels.py)
         self._ee_pos, self._ee_ori_mat = np.zeros(3), np.zeros((3, 3))
         self._joint_pos, self._joint_vel = np.zeros(self._qpos_idx.size), np.zeros(n)
@@ -110,9 +104,8 @@ class LeanStepper:
         self._force, self._torque, self._pose_error = np.zeros(3), np.zeros(3), np.zeros(n)
         self._torques, self._clipped = np.zeros(n), np.zeros(n)
         self._arm_ids = np.asarray(robot._ref_joint_actuator_indexes, dtype=np.intp)
-        self._torque_low, self._torque_high = (
-            np.array(x, dtype=float) for x in robot.torque_limits
-        )
+        low, high = robot.torque_limits
+        self._torque_low, self._torque_high = np.array(low, float), np.array(high, float)
         self._grip_ids = np.array([model.actuator_name2id(a) for a in gripper.actuators])
         ctrl_range = model.actuator_ctrlrange[self._grip_ids]
         self._grip_bias = 0.5 * (ctrl_range[:, 1] + ctrl_range[:, 0])
