@@ -23,7 +23,12 @@ import numpy as np
 from robosuite.models.base import MujocoModel
 from robosuite.utils.control_utils import opspace_matrices, orientation_error
 
-from generation.envs.lean_kernels import apply_controls, desired_forces, read_robot_state
+from generation.envs.lean_kernels import (
+    any_contact,
+    apply_controls,
+    desired_forces,
+    read_robot_state,
+)
 
 # control_utils.nullspace_torques' default gains (joint_kp=10, critically damped)
 NULLSPACE_KP = 10
@@ -202,13 +207,14 @@ class ContactCheck:
     robosuite looks up the names of both geoms of every contact and searches the groups' name
     lists for them, on every call (LIBERO's ``In``/``On`` predicates call it on every step). Here
     each group becomes, once per model, a mask over geom ids holding robosuite's own test
-    (``geom_id2name(id) in names``), and a call indexes the masks with the contact list.
+    (``geom_id2name(id) in names``), and a compiled loop over the contacts looks them up.
     """
 
     def __init__(self, env):
         self.env = env
         self._model = None
         self._masks: dict[object, tuple[object, np.ndarray]] = {}
+        self._anything = np.ones(0, dtype=bool)
 
     def _mask(self, geoms, model) -> np.ndarray:
         if isinstance(geoms, MujocoModel):  # LIBERO's predicates pass the object models
@@ -230,14 +236,9 @@ class ContactCheck:
         model = sim.model
         if model is not self._model:
             self._model, self._masks = model, {}
+            self._anything = np.ones(model.ngeom, dtype=bool)  # geoms_2=None: any geom
         d = sim.data._data
-        ncon = d.ncon
-        if ncon == 0:
+        if d.ncon == 0:
             return False
-        contact = d.contact
-        geom1, geom2 = contact.geom1[:ncon], contact.geom2[:ncon]
-        in_1 = self._mask(geoms_1, model)
-        if geoms_2 is None:
-            return bool((in_1[geom1] | in_1[geom2]).any())
-        in_2 = self._mask(geoms_2, model)
-        return bool(((in_1[geom1] & in_2[geom2]) | (in_2[geom1] & in_1[geom2])).any())
+        in_2 = self._anything if geoms_2 is None else self._mask(geoms_2, model)
+        return any_contact(d.contact.geom, self._mask(geoms_1, model), in_2)

@@ -90,3 +90,14 @@ def apply_controls(
             c = 1.0
         grip_action[g] = c
         ctrl[grip_ids[g]] = grip_bias[g] + grip_weight[g] * c
+
+
+@_jit
+def any_contact(geom_pairs, in_1, in_2):
+    """robosuite's ``check_contact`` loop over ``(geom1, geom2)`` of every contact, with its
+    name tests as lookups in boolean masks over geom ids (``in_2`` all true: any geom)."""
+    for k in range(geom_pairs.shape[0]):
+        g1, g2 = geom_pairs[k, 0], geom_pairs[k, 1]
+        if (in_1[g1] and in_2[g2]) or (in_2[g1] and in_1[g2]):
+            return True
+    return False
