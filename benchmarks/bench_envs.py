@@ -7,12 +7,16 @@ rotating every round, and reports the median of the per-round ratios with their 
 shared host whose speed drifts by tens of percent within minutes, the ratio of two timings taken
 minutes apart measures the drift as much as the code.
 
-1. our LiberoEnv (state-only) vs the raw LIBERO ControlEnv stepping the same actions (goal >= 0.97x)
-2. fast rendering (agentview only, MSAA/shadows off, soft reset, visual meshes simplified below
+1. our LiberoEnv (state-only, lean off) vs the raw LIBERO ControlEnv stepping the same actions
+   (goal >= 0.97x): what the wrapper itself costs
+2. lean stepping (the default for state-only envs) vs LIBERO's own step (``EnvConfig(lean=False)``),
+   task 0 of each of the five suites (goal >= 2.5x), beside the physics alone (25 ``mj_step`` per
+   control step, the limit); the final states of every round are checked bit-identical
+3. fast rendering (agentview only, MSAA/shadows off, soft reset, visual meshes simplified below
    half a pixel) vs LIBERO's default (two cameras, MSAA, hard reset each episode), episodes of
    50 steps including resets (goal >= 3x); also fast mode with whole meshes (mesh_cell=0)
-3. N worker processes vs 1 (state-only, goal >= 0.9*N; N = number of cores)
-4. demo-dataset write throughput: our writer vs LeRobotDataset.create defaults (frames/s)
+4. N worker processes vs 1 (state-only, goal >= 0.9*N; N = number of cores)
+5. demo-dataset write throughput: our writer vs LeRobotDataset.create defaults (frames/s)
 """
 
 from __future__ import annotations
@@ -80,12 +84,12 @@ def bench_wrapper(steps: int, rounds: int) -> tuple[Compared, float]:
     The second needs no second env and no second timing, so the host's drift cancels out.)"""
     from libero.libero.envs.env_wrapper import ControlEnv
 
-    from generation.envs.libero_env import LiberoEnv
+    from generation.envs.libero_env import EnvConfig, LiberoEnv
     from generation.envs.suites import get_task
 
     task = get_task("libero_object", 0)
     acts = _actions(steps)
-    ours = LiberoEnv(task)
+    ours = LiberoEnv(task, EnvConfig(lean=False))
     ours.horizon = 10**9
     ours.reset(init_state_index=0)
     raw = ControlEnv(bddl_file_name=task.bddl_file, use_camera_obs=False, has_offscreen_renderer=False,
@@ -131,6 +135,58 @@ def bench_wrapper(steps: int, rounds: int) -> tuple[Compared, float]:
         ours.close()
         raw.close()
     return compare(r["ours"], r["raw"]), in_steps
+
+
+SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+LEAN_TASKS = [(suite, 0) for suite in SUITES]  # one task of each suite
+
+
+def _lean_task(
+    suite: str, index: int, acts: np.ndarray, rounds: int
+) -> tuple[Compared, Compared, bool]:
+    """(lean vs LIBERO's step, physics alone vs LIBERO's step, whether every round ended in
+    bit-identical states) on one task; every measurement starts from init state 0."""
+    import mujoco
+
+    from generation.envs.libero_env import EnvConfig, LiberoEnv
+    from generation.envs.lockstep import first_difference, sim_fields
+
+    lean = LiberoEnv((suite, index))
+    libero = LiberoEnv((suite, index), EnvConfig(lean=False))
+    finals: dict[str, list] = {"lean": [], "libero": []}
+
+    def rate(env, name):
+        env.horizon = 10**9
+        env.reset(init_state_index=0)
+        r = _steps_rate(env.step, acts)
+        finals[name].append({k: np.copy(v) for k, v in sim_fields(env).items()})
+        return r
+
+    def physics():  # the same model and start, 25 mj_step per control step, no controller
+        lean.reset(init_state_index=0)
+        raw = lean.raw.env
+        m, d = raw.sim.model._model, raw.sim.data._data
+        substeps = len(acts) * int(raw.control_timestep / raw.model_timestep)
+        t0 = time.perf_counter()
+        for _ in range(substeps):
+            mujoco.mj_step(m, d)
+        return len(acts) / (time.perf_counter() - t0)
+
+    try:
+        assert lean.lean and not libero.lean
+        r = interleaved(
+            {"lean": lambda: rate(lean, "lean"), "libero": lambda: rate(libero, "libero"),
+             "physics": physics},
+            rounds,
+        )  # fmt: skip
+    finally:
+        lean.close()
+        libero.close()
+    same = all(
+        first_difference(a, b) is None
+        for a, b in zip(finals["lean"], finals["libero"], strict=True)
+    )
+    return compare(r["lean"], r["libero"]), compare(r["physics"], r["libero"]), same
 
 
 def _episodes_rate(env, episodes: int, length: int) -> float:
@@ -264,7 +320,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
-    p.add_argument("--only", choices=["wrapper", "rendering", "workers", "write"], default=None)
+    p.add_argument(
+        "--only", choices=["wrapper", "lean", "rendering", "workers", "write"], default=None
+    )
     args = p.parse_args()
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
@@ -278,6 +336,14 @@ def main() -> None:
         rows.append(("wrapper vs raw LIBERO (state-only steps/s)", wall, ">= 0.97"))
         inner_only = Compared(float("nan"), float("nan"), in_steps, in_steps, in_steps)
         rows.append(("  the same, timed inside our steps (LIBERO's share)", inner_only, ">= 0.97"))
+    exact = []
+    if run("lean"):
+        for suite, index in LEAN_TASKS:
+            lean, physics, same = _lean_task(suite, index, _actions(steps), rounds)
+            name = f"{suite}/{index}"
+            rows.append((f"lean vs LIBERO's step, {name} (steps/s)", lean, ">= 2.5"))
+            rows.append((f"  physics alone (25 mj_step), {name}", physics, "limit"))
+            exact.append(f"{name} {'bit-identical' if same else 'DIFFERENT'}")
     if run("rendering"):
         fast, whole = bench_rendering(2, 25 if args.quick else 50, rounds)
         rows.append(("fast vs LIBERO-default rendering (steps/s)", fast, ">= 3"))
@@ -300,6 +366,8 @@ def main() -> None:
     for name, c, goal in rows:
         rates = f"{c.ours:9.1f} {c.base:9.1f}" if np.isfinite(c.ours) else f"{'':9s} {'':9s}"
         print(f"{name:58s} {rates} {c.ratio:7.2f} {c.lo:5.2f}-{c.hi:<5.2f}  {goal}")
+    if exact:
+        print("lean vs LIBERO's step, final states of every round: " + ", ".join(exact))
 
 
 if __name__ == "__main__":

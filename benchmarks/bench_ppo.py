@@ -1,9 +1,12 @@
-"""PPO throughput vs raw simulation throughput on one LIBERO task, in the same run.
+"""PPO throughput vs raw simulation throughput on one LIBERO task, lean stepping off and on.
 
     MUJOCO_GL=egl python -m benchmarks.bench_ppo --suite libero_object --task 0 --num-envs 2
 
-Prints raw vectorised env steps/s (random actions, no learner), PPO env steps/s (rollout with
-the policy + GAE + updates), and their ratio: the learner's overhead.
+Measures raw vectorised env steps/s (random actions, no learner) and PPO env steps/s (rollout
+with the policy + GAE + updates), each with LIBERO's own step (``EnvConfig(lean=False)``, before)
+and with lean stepping (the default, after), in interleaved rounds (order rotating; see
+bench_envs). Prints the medians, after/before ratios with their range (goal for PPO: >= 2x),
+and PPO/raw: the learner's overhead.
 """
 
 from __future__ import annotations
@@ -59,21 +62,41 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=2)
     p.add_argument("--steps", type=int, default=2048, help="env steps per measurement")
     p.add_argument("--num-steps", type=int, default=256, help="PPO steps per env per iteration")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     torch.set_num_threads(1)
+    from benchmarks.bench_envs import compare, interleaved
     from generation.envs.libero_env import EnvConfig
     from generation.envs.suites import get_task
 
-    task, env_config = get_task(args.suite, args.task), EnvConfig()
-    raw = raw_steps_per_s(task, env_config, args.num_envs, args.steps)
-    ppo = ppo_steps_per_s(task, env_config, args.num_envs, args.steps, args.num_steps)
-    print(f"task {task.key} num_envs={args.num_envs} steps={args.steps}")
-    print(f"raw env steps/s:  {raw:8.1f}")
-    print(f"PPO env steps/s:  {ppo:8.1f}")
-    print(f"PPO / raw ratio:  {ppo / raw:8.3f}  (learner overhead {100 * (1 - ppo / raw):.0f}%)")
+    task = get_task(args.suite, args.task)
+    before, after = EnvConfig(lean=False), EnvConfig()
+    n, steps = args.num_envs, args.steps
+    r = interleaved(
+        {
+            "raw_before": lambda: raw_steps_per_s(task, before, n, steps),
+            "raw_after": lambda: raw_steps_per_s(task, after, n, steps),
+            "ppo_before": lambda: ppo_steps_per_s(task, before, n, steps, args.num_steps),
+            "ppo_after": lambda: ppo_steps_per_s(task, after, n, steps, args.num_steps),
+        },
+        args.rounds,
+    )
+    print(f"task {task.key} num_envs={n} steps={steps}, {args.rounds} interleaved rounds")
+    print(f"{'env steps/s':28s} {'lean off':>9s} {'lean on':>9s} {'ratio':>7s} {'range':>11s}")
+    for name, key, goal in (("raw vectorised env", "raw", ""), ("PPO", "ppo", "  goal >= 2")):
+        c = compare(r[f"{key}_after"], r[f"{key}_before"])
+        print(
+            f"{name:28s} {c.base:9.1f} {c.ours:9.1f} {c.ratio:7.2f} {c.lo:5.2f}-{c.hi:<5.2f}{goal}"
+        )
+    for lean in ("before", "after"):
+        share = float(np.median(r[f"ppo_{lean}"] / r[f"raw_{lean}"]))
+        print(f"PPO / raw, lean {'off' if lean == 'before' else 'on'}: {share:.3f} "
+              f"(learner overhead {100 * (1 - share):.0f}%)")  # fmt: skip
 
 
 if __name__ == "__main__":

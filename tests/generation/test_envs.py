@@ -138,6 +138,7 @@ def test_images_are_upright_and_sized():
         ("libero_object", 0), EnvConfig(cameras=("agentview", "robot0_eye_in_hand"), image_size=48)
     )
     try:
+        assert not env.lean  # rendering envs step through LIBERO's env.step
         obs, _ = env.reset(init_state_index=0)
         raw = env.raw.env._get_observations(force_update=True)
         assert obs["image"].shape == (48, 48, 3) and obs["image"].dtype == np.uint8
