@@ -214,6 +214,9 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def cmd_run(args) -> int:
     from benchmarks.runner import run_recipe
+    from generation.envs.libero_env import lean_default
+
+    lean_default()  # a bad DLR_LEAN fails here, before any work
 
     outputs = run_recipe(
         args.recipe, overrides=_parse_overrides(args.set), only=args.only, force=args.force,

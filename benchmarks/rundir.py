@@ -57,8 +57,11 @@ def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
 
 
 def versions() -> dict[str, str]:
-    """Python, the key packages and the code's git commit of this process."""
+    """Python, the key packages, the code's git commit and the stepping path of this process."""
+    from generation.envs.libero_env import lean_default
+
     out = {"python": platform.python_version(), "code_version": code_version()}
+    out["lean_stepping"] = "on" if lean_default() else "off (DLR_LEAN=0)"
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)

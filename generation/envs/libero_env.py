@@ -77,6 +77,13 @@ def _centre_of_range(low=0.0, high=1.0, size=None):
     return np.broadcast_to(mid, size).copy() if size is not None else mid
 
 
+def lean_default() -> bool:
+    value = os.environ.get("DLR_LEAN", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"DLR_LEAN={value!r}: set it to 1 (lean stepping, the default) or 0")
+    return value == "1"
+
+
 @dataclass
 class EnvConfig:
     """How to build a :class:`LiberoEnv`.
@@ -92,7 +99,8 @@ class EnvConfig:
     settle_steps: no-op steps after setting the init state, so objects come to rest.
     lean: state-only envs (no cameras) step through ``lean.LeanStepper``, bit-identical to
         LIBERO's step at ~1/3 of its cost; False steps through LIBERO's own ``env.step``.
-        Envs with cameras always take LIBERO's step (their observables render).
+        Envs with cameras always take LIBERO's step (their observables render). The default
+        reads ``DLR_LEAN`` (``0`` turns it off for a whole run, worker processes included).
     """
 
     cameras: tuple[str, ...] = ()
@@ -102,7 +110,7 @@ class EnvConfig:
     horizon: int | None = None
     settle_steps: int = 10
     env_state_dim: int = ENV_STATE_DIM
-    lean: bool = True
+    lean: bool = field(default_factory=lean_default)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -34,8 +34,13 @@ def _random_episodes(pair: Lockstep, episodes: list[dict], steps: int, seed: int
         pair.env.horizon, pair.reference.horizon = horizons
 
 
-def test_state_only_envs_step_lean_unless_switched_off(object_env, object_reference):
+def test_state_only_envs_step_lean_unless_switched_off(object_env, object_reference, monkeypatch):
     assert object_env.lean and not object_reference.lean
+    monkeypatch.setenv("DLR_LEAN", "0")  # the run-wide switch: worker processes inherit it
+    assert not EnvConfig().lean and EnvConfig(lean=True).lean
+    monkeypatch.setenv("DLR_LEAN", "off")
+    with pytest.raises(ValueError, match="DLR_LEAN='off': set it to 1"):
+        EnvConfig()
 
 
 def test_lean_random_steps_are_bit_identical_to_libero(object_env, object_reference):
