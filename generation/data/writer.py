@@ -9,6 +9,7 @@ crash never leaves a half-written dataset at ``root``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from generation.data.schema import (
     dataset_features,
 )
 from generation.envs.cache import EnvCache
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ def write_episodes(
     if not rows:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"no episodes to write to {root}")
+    _drop_fingerprints(tmp)
     meta = pd.DataFrame(rows)
     write_episode_table(tmp, meta)  # where lerobot's edit tools keep it
     meta.to_parquet(tmp / EPISODE_META_FILE)  # a flat copy for pandas users
@@ -205,6 +208,32 @@ def write_episodes(
     os.replace(tmp, root)
     log.info("wrote %d episodes to %s", len(rows), root)
     return root
+
+
+def _drop_fingerprints(root: Path) -> None:
+    """Remove the ``datasets`` cache fingerprint from the data files' schema metadata.
+
+    It hashes the temp folder's image paths (with the writer's PID), so the same episodes
+    would give different bytes on every write; nothing reads it back. Row groups (one per
+    episode) and compression stay lerobot's.
+    """
+    import pyarrow.parquet as pq
+
+    for path in sorted((root / "data").rglob("*.parquet")):
+        source = pq.ParquetFile(path)
+        meta = dict(source.schema_arrow.metadata or {})
+        info = json.loads(meta.get(b"huggingface", b"{}"))
+        if info.pop("fingerprint", None) is None:
+            continue
+        meta[b"huggingface"] = json.dumps(info).encode()
+        schema = source.schema_arrow.with_metadata(meta)
+        with (
+            atomic_write(path) as tmp,
+            pq.ParquetWriter(tmp, schema, compression="snappy", use_dictionary=True) as out,
+        ):
+            for i in range(source.num_row_groups):
+                out.write_table(source.read_row_group(i).cast(schema))
+        source.close()
 
 
 def _check_env_state_dim(ep: Episode, spec: DatasetSpec) -> None:

@@ -205,7 +205,10 @@ def train_ppo(
     ``bonus`` (MI baseline) has ``reward(obs, z) -> (N,)`` and ``update(obs, z)``.
     ``max_iterations`` stops this call after that many iterations (the run stays resumable).
     ``make_envs(task, env_config, num_envs, seed=, init_state_indices=)`` builds the vector env
-    (default :class:`SubprocVectorEnv`; tests pass a scripted one).
+    (default :class:`SubprocVectorEnv`; tests pass a scripted one with the same ``reset``,
+    ``step``, ``get_state``, ``set_state`` and ``close``).
+    A resumed run is bit-identical to an uninterrupted one: checkpoints keep the RNGs and where
+    the envs are mid-episode (``SubprocVectorEnv.get_state``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +231,7 @@ def train_ppo(
         eps=1e-5,
     )
     params = [*actor.parameters(), *critic.parameters()]
-    start_iter, global_step, rows = 0, 0, []
+    start_iter, global_step, rows, ck = 0, 0, [], {}
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
@@ -239,7 +242,8 @@ def train_ppo(
         torch.set_rng_state(ck["torch_rng"])
         if bonus is not None and "bonus" in ck:
             bonus.load_state_dict(ck["bonus"])
-        rng = np.random.default_rng(cfg.seed + start_iter)
+        if "np_rng" in ck:
+            rng.bit_generator.state = ck["np_rng"]
         log.info("resuming %s from iteration %d (%d env steps)", out_dir, start_iter, global_step)
     if start_iter >= cfg.num_iterations:
         return PPOResult(actor, pd.DataFrame(rows, columns=CURVE_COLUMNS), True)
@@ -258,7 +262,7 @@ def train_ppo(
         task,
         env_config or EnvConfig(),
         N,
-        seed=cfg.seed + 7919 * start_iter,
+        seed=cfg.seed,
         init_state_indices=list(range(task.n_init_states)),
     )
     obs_dim = actor.obs_dim
@@ -281,11 +285,25 @@ def train_ppo(
         disable=None,  # off when stderr is not a terminal
     )
     try:
-        obs_np, _ = envs.reset()
-        next_obs = torch.as_tensor(obs_vector(obs_np))
-        next_done = torch.zeros(N)
-        z_env = sample_z(N)
-        traces: list[list[np.ndarray]] = [[] for _ in range(N)]  # each env's episode so far
+        carried = ck.get("rollout") if start_iter else None
+        if carried is not None:  # mid-episode envs, as the checkpoint left them
+            next_obs = torch.as_tensor(obs_vector(envs.set_state(carried["envs"])))
+            if not torch.equal(next_obs, carried["next_obs"]):
+                raise RuntimeError(
+                    f"{ckpt_path}: replaying the envs' episodes did not reach the checkpointed "
+                    "observations (was the task or the code changed?): delete the step folder "
+                    f"{out_dir} to retrain it"
+                )
+            next_done, z_env, traces = carried["next_done"], carried["z_env"], carried["traces"]
+        else:
+            if start_iter:
+                log.warning("%s: the checkpoint has no env states: resuming from fresh episodes "
+                            "(not bit-identical to an uninterrupted run)", ckpt_path)  # fmt: skip
+            obs_np, _ = envs.reset()
+            next_obs = torch.as_tensor(obs_vector(obs_np))
+            next_done = torch.zeros(N)
+            z_env = sample_z(N)
+            traces: list[list[np.ndarray]] = [[] for _ in range(N)]  # each env's episode so far
         for iteration in range(start_iter, stop_at):
             # iteration 1 rolls out the initial (BC) policy: the baseline of every snapshot series
             snapshot = cfg.snapshot_every > 0 and (
@@ -452,6 +470,15 @@ def train_ppo(
                         "global_step": global_step,
                         "curves": rows,
                         "torch_rng": torch.get_rng_state(),
+                        "np_rng": rng.bit_generator.state,
+                        # where the envs are mid-episode: a resume continues exactly here
+                        "rollout": {
+                            "envs": envs.get_state(),
+                            "next_obs": next_obs,
+                            "next_done": next_done,
+                            "z_env": z_env.copy(),
+                            "traces": traces,
+                        },
                         "config": asdict(cfg),
                         **({"bonus": bonus.state_dict()} if bonus is not None else {}),
                     },

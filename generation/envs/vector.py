@@ -4,6 +4,11 @@ Semantics (same-step auto-reset, like gymnasium's ``SAME_STEP`` mode): when an e
 the worker records it in ``info["episode"]`` (return, length, success, init state, final obs)
 and immediately resets to the next init state from its schedule; the returned ``obs`` is the
 new episode's first observation.
+
+``get_state``/``set_state`` carry the workers over a restart (PPO's checkpoints): each worker
+keeps its episode's reset and actions, and a fresh worker replays them. Replay reproduces the
+sim bit for bit (episodes replay exactly in LIBERO), where restoring a saved sim state would
+miss state outside it (the controller's, the observables' sampling clocks).
 """
 
 from __future__ import annotations
@@ -41,17 +46,41 @@ def _worker(remote, task: TaskSpec, config: EnvConfig, schedule: list, worker_se
     rng = np.random.default_rng(worker_seed)
     cursor = 0
     ep_return = 0.0
+    episode: dict = {"reset": None, "actions": []}  # what replays this episode (set_state)
 
     def next_reset(request=None):
         nonlocal cursor, ep_return
         ep_return = 0.0
-        if request is not None:
-            return env.reset(**request)
-        item = schedule[cursor % len(schedule)] if schedule else None
-        cursor += 1
-        if item is None:
-            return env.reset(seed=int(rng.integers(2**31)))
-        return env.reset(init_state_index=int(item))
+        if request is None:
+            item = schedule[cursor % len(schedule)] if schedule else None
+            cursor += 1
+            if item is None:
+                request = {"seed": int(rng.integers(2**31))}
+            else:
+                request = {"init_state_index": int(item)}
+        episode["reset"], episode["actions"] = request, []
+        return env.reset(**request)
+
+    def get_state() -> dict:
+        return {
+            "cursor": cursor,
+            "rng": rng.bit_generator.state,
+            "ep_return": ep_return,
+            "reset": episode["reset"],
+            "actions": list(episode["actions"]),
+        }
+
+    def set_state(state: dict):
+        nonlocal cursor, ep_return
+        obs, _ = next_reset(state["reset"])
+        for action in state["actions"]:
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                raise RuntimeError("replayed actions ended the episode: the state is not this env's")
+        episode["actions"] = list(state["actions"])
+        cursor, ep_return = state["cursor"], state["ep_return"]
+        rng.bit_generator.state = state["rng"]
+        return obs
 
     try:
         while True:
@@ -61,6 +90,7 @@ def _worker(remote, task: TaskSpec, config: EnvConfig, schedule: list, worker_se
                 remote.send(("ok", (obs, info)))
             elif cmd == "step":
                 obs, reward, terminated, truncated, info = env.step(payload)
+                episode["actions"].append(payload)
                 ep_return += reward
                 if terminated or truncated:
                     info["episode"] = {
@@ -72,6 +102,10 @@ def _worker(remote, task: TaskSpec, config: EnvConfig, schedule: list, worker_se
                     obs, reset_info = next_reset()
                     info["reset_info"] = reset_info
                 remote.send(("ok", (obs, reward, terminated, truncated, info)))
+            elif cmd == "get_state":
+                remote.send(("ok", get_state()))
+            elif cmd == "set_state":
+                remote.send(("ok", set_state(payload)))
             elif cmd == "close":
                 env.close()
                 remote.send(("ok", None))
@@ -154,6 +188,21 @@ class SubprocVectorEnv:
         terminated = np.array([r[2] for r in results], dtype=bool)
         truncated = np.array([r[3] for r in results], dtype=bool)
         return obs, rewards, terminated, truncated, [r[4] for r in results]
+
+    def get_state(self) -> list[dict]:
+        """Each worker's schedule position, RNG, and its episode so far (reset and actions)."""
+        for remote in self._remotes:
+            remote.send(("get_state", None))
+        return self._gather()
+
+    def set_state(self, states: Sequence[dict]) -> dict[str, np.ndarray]:
+        """Put every worker where :meth:`get_state` found it (replaying its episode so far);
+        returns the observations the envs were at."""
+        if len(states) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} worker states, got {len(states)}")
+        for remote, state in zip(self._remotes, states, strict=True):
+            remote.send(("set_state", state))
+        return _stack(self._gather())
 
     def close(self) -> None:
         if self._closed:

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -169,42 +170,58 @@ def test_partial_work_of_another_config_is_not_resumed(tmp_path):
     assert run_step(tmp_path / "s", {"a": 3}, seen) == {"checkpoint": False}
 
 
+# a whole generation run (4 sources, 2 PPO iterations each, rendered datasets) in ~1 min
+TINY = {
+    "suite": "libero_object",
+    "tasks": [0],
+    "num_patterns": 2,
+    "demos_per_strategy": 1,
+    "horizon": 20,
+    "num_envs": 2,
+    "env_steps_per_pattern": 40,
+    "vae": {"epochs": 3, "restarts": 1},
+    "bc": {"epochs": 3, "hidden": 32},
+    "eval_episodes": 0,
+    "episodes_per_task": 2,
+    "subset_sizes": [1],
+    "max_attempts_per_kept": 1,
+    "keep_failures": True,
+    "image_size": 32,
+    "sources": ["dlr", "o2o", "o2o_kl", "mi"],
+    "ppo": {
+        "num_steps": 10,
+        "update_epochs": 1,
+        "num_minibatches": 1,
+        "critic_hidden": 16,
+        "snapshot_every": 2,
+    },
+}
+
+_ISOLATED = (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny generation run, uninterrupted: (run folder, summary)."""
+    from generation.dlr.pipeline import GenerationConfig, run_generation
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in _ISOLATED:
+            mp.setenv(var, str(tmp / sub))
+        summary = run_generation(GenerationConfig.model_validate(TINY), tmp / "run")
+    return tmp / "run", summary
+
+
 @pytest.mark.slow
-def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
-    for var, sub in (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot")):
+def test_pipeline_end_to_end_tiny(tiny_run, tmp_path, monkeypatch):
+    for var, sub in _ISOLATED:
         monkeypatch.setenv(var, str(tmp_path / sub))
     from generation.data.reader import load_episodes, read_episode_meta
     from generation.dlr.pipeline import GenerationConfig, run_generation
 
-    cfg = GenerationConfig.model_validate(
-        {
-            "suite": "libero_object",
-            "tasks": [0],
-            "num_patterns": 2,
-            "demos_per_strategy": 1,
-            "horizon": 20,
-            "num_envs": 2,
-            "env_steps_per_pattern": 40,
-            "vae": {"epochs": 3, "restarts": 1},
-            "bc": {"epochs": 3, "hidden": 32},
-            "eval_episodes": 0,
-            "episodes_per_task": 2,
-            "subset_sizes": [1],
-            "max_attempts_per_kept": 1,
-            "keep_failures": True,
-            "image_size": 32,
-            "sources": ["dlr", "o2o", "o2o_kl", "mi"],
-            "ppo": {
-                "num_steps": 10,
-                "update_epochs": 1,
-                "num_minibatches": 1,
-                "critic_hidden": 16,
-                "snapshot_every": 2,
-            },
-        }
-    )
-    run = tmp_path / "run"
-    summary = run_generation(cfg, run)
+    cfg = GenerationConfig.model_validate(TINY)
+    run, summary = tiny_run
     tdir = run / "generation" / "libero_object" / "0"
     for step in [
         "demos",
@@ -273,3 +290,67 @@ def test_pipeline_end_to_end_tiny(tmp_path, monkeypatch):
     again = run_generation(cfg, run)
     assert again["datasets"] == summary["datasets"]
     assert again["wall_time_s"]["total"] < summary["wall_time_s"]["total"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tmp_path):
+    """SIGKILL to the whole process group (env workers too) at a random point of a random PPO
+    run's last iteration; the rerun reproduces the uninterrupted run's datasets byte for byte."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    run, _ = tiny_run
+    killed = tmp_path / "run"
+    target = random.choice(["dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"])
+    delay = random.uniform(0.0, 0.5)
+    where = f"killed in reinforce/{target}, {delay:.2f} s after its first checkpoint"
+    tdir = killed / "generation" / "libero_object" / "0"
+    first_checkpoint = tdir / "reinforce" / target / "checkpoint.pt"
+    env = os.environ | {var: str(tmp_path / sub) for var, sub in _ISOLATED}
+    script = (
+        "from generation.dlr.pipeline import GenerationConfig, run_generation\n"
+        f"run_generation(GenerationConfig.model_validate({TINY!r}), {str(killed)!r})\n"
+    )
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 600
+        while not first_checkpoint.exists():
+            assert proc.poll() is None, f"the run ended before {target} checkpointed: {log}"
+            assert time.time() < deadline, where
+            time.sleep(0.01)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert read_manifest(tdir / "reinforce" / target)["status"] != "complete", where
+    assert not (killed / "datasets").exists()
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in env.items():
+            mp.setenv(var, value)
+        from generation.dlr.pipeline import GenerationConfig, run_generation
+
+        run_generation(GenerationConfig.model_validate(TINY), killed)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"  # manifests hold wall times
+        }
+
+    expected, got = files(run / "datasets"), files(killed / "datasets")
+    assert sorted(got) == sorted(expected), where
+    for name, data in expected.items():
+        assert got[name] == data, f"{where}: datasets/{name} differs"
+    for source in ("dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"):
+        a = torch.load(run / "generation/libero_object/0/reinforce" / source / "policy.pt",
+                       weights_only=False)  # fmt: skip
+        b = torch.load(tdir / "reinforce" / source / "policy.pt", weights_only=False)
+        assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items()), where

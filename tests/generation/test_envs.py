@@ -177,6 +177,35 @@ def test_vector_env_autoresets_through_schedule():
         assert all(i["episode"]["length"] == 4 for i in infos)
 
 
+def test_vector_env_state_carries_over_to_new_workers_bit_for_bit():
+    """A checkpointed vector env (mid-episode, its schedule half used, its seeded layouts'
+    RNG moved on) continues in fresh worker processes exactly as the original does."""
+    from generation.envs.vector import SubprocVectorEnv
+
+    task = get_task("libero_object", 0)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, size=(16, 2, 7))
+    cfg = EnvConfig(horizon=5)
+    made = dict(num_envs=2, init_state_indices=[3, 1, 4], seed=5)
+    with SubprocVectorEnv(task, cfg, **made) as venv:
+        venv.reset()
+        for a in actions[:8]:  # one episode ended and a second is 3 steps in
+            venv.step(a)
+        state = venv.get_state()
+        assert [len(s["actions"]) for s in state] == [3, 3]
+        original = [venv.step(a) for a in actions[8:]]
+    with SubprocVectorEnv(task, cfg, **made) as fresh:
+        fresh.set_state(state)
+        continued = [fresh.step(a) for a in actions[8:]]
+    for (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) in zip(original, continued, strict=True):
+        for key in o1:
+            assert np.array_equal(o1[key], o2[key]), key
+        assert np.array_equal(r1, r2) and np.array_equal(te1 | tr1, te2 | tr2)
+        assert [i.get("reset_info", {}).get("init_state_index") for i in i1] == [
+            i.get("reset_info", {}).get("init_state_index") for i in i2
+        ]
+
+
 def test_fixtures_keep_one_pose_so_an_init_state_renders_the_same():
     """LIBERO re-places fixtures (here LIBERO-Spatial's cabinet and stove) at random on every
     reset; the wrapper pins them, so resets and fresh envs give the same first image."""

@@ -4,6 +4,7 @@ one loss whose coefficients mean what they say. On a scripted vector env: second
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_dlr_synthetic import synthetic_demos
@@ -29,10 +30,11 @@ class ScriptedEnvs:
         self.t = np.zeros(num_envs, dtype=int)
 
     def _obs(self):
-        return {
+        self._last = {
             "state": self.rng.normal(size=(self.n, 8)).astype(np.float32),
             "env_state": self.rng.normal(size=(self.n, ENV_STATE_DIM)).astype(np.float32),
         }
+        return self._last
 
     def reset(self):
         return self._obs(), [{"init_state": None, "init_state_index": 0}] * self.n
@@ -57,6 +59,13 @@ class ScriptedEnvs:
                 self.t[i] = 0
             infos.append(info)
         return obs, reward, terminated, truncated, infos
+
+    def get_state(self):
+        return {"rng": self.rng.bit_generator.state, "t": self.t.copy(), "obs": self._last}
+
+    def set_state(self, state):
+        self.rng.bit_generator.state, self.t = state["rng"], state["t"].copy()
+        return state["obs"]
 
     def close(self):
         pass
@@ -158,3 +167,48 @@ def test_snapshots_keep_finished_episodes(policy, tmp_path):
     eps = snaps[2]
     assert eps and all(e["success"] and e["states"].shape == (4, 8) for e in eps)
     assert all(e["env_states"].shape == (4, ENV_STATE_DIM) and e["z"] == -1 for e in eps)
+
+
+def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """Stopped after every possible iteration and resumed from its checkpoint: the same actor,
+    critic, MI discriminator, learning curves and snapshot files, bit for bit (episodes of 7
+    steps straddle the 10-step iterations, so envs are mid-episode at every checkpoint)."""
+    demos = synthetic_demos(per_strategy=2)
+    conditioned, _ = behaviour_clone(
+        demos, [e.strategy_id for e in demos], 3, BCConfig(epochs=2, hidden=16)
+    )
+    task = get_task("libero_object", 0)
+    cfg = tiny(snapshot_every=1, total_env_steps=4 * 2 * 10, ent_coef=0.01)
+    envs = scripted(succeed=True, length=7)
+
+    def train(out, max_iterations=None):
+        bonus = MIBonus(conditioned)
+        return ppo.train_ppo(conditioned, task, "sample", cfg, out, bonus=bonus,
+                             max_iterations=max_iterations, make_envs=envs)  # fmt: skip
+
+    whole = train(tmp_path / "whole")
+    ck_whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    for stop in (1, 2, 3):
+        out = tmp_path / f"stopped_{stop}"
+        assert not train(out, max_iterations=stop).finished
+        resumed = train(out)  # a fresh call: everything it knows comes from out/
+        assert resumed.finished
+        for name, t in whole.policy.state_dict().items():
+            assert torch.equal(t, resumed.policy.state_dict()[name]), (stop, name)
+        ck = torch.load(out / "checkpoint.pt", weights_only=False)
+        for part in ("critic", "bonus"):
+            flat = dict(_flatten(ck[part], part))
+            for name, t in _flatten(ck_whole[part], part):
+                assert torch.equal(t, flat[name]) if torch.is_tensor(t) else t == flat[name]
+        curves = resumed.curves.drop(columns="wall_s")
+        pd.testing.assert_frame_equal(curves, whole.curves.drop(columns="wall_s"))
+        for f in sorted((tmp_path / "whole" / "snapshots").iterdir()):
+            assert f.read_bytes() == (out / "snapshots" / f.name).read_bytes(), (stop, f.name)
+
+
+def _flatten(d, prefix):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}.{k}")
+        else:
+            yield f"{prefix}.{k}", v
