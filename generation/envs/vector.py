@@ -76,7 +76,9 @@ def _worker(remote, task: TaskSpec, config: EnvConfig, schedule: list, worker_se
         for action in state["actions"]:
             obs, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
-                raise RuntimeError("replayed actions ended the episode: the state is not this env's")
+                raise RuntimeError(
+                    "replayed actions ended the episode: the state is not this env's"
+                )
         episode["actions"] = list(state["actions"])
         cursor, ep_return = state["cursor"], state["ep_return"]
         rng.bit_generator.state = state["rng"]
