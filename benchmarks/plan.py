@@ -49,14 +49,18 @@ def plan(recipe: Recipe, stages: list[str]) -> list[str]:
                      f"scratch per arch, x {len(ada.suites)} suite(s)), {ada.method}, "
                      f"{ada.steps} steps each")  # fmt: skip
     if "evaluation" in stages:
-        episodes = 0
+        episodes, perturbed = 0, 0
+        families = {r.suite: len(r.perturbations) for r in ev.robustness}
         for suite in ada.suites:
             tasks = ev.tasks
             if tasks is None:
                 tasks = recipe.demos.tasks if suite in recipe.demos.suites else "all"
             per_ckpt = _n_tasks(suite, tasks) * ev.episodes_per_task * len(ev.seeds)
             episodes += per_ckpt * (n_pre + len(pre.archs))
+            perturbed += per_ckpt * (n_pre + len(pre.archs)) * families.get(suite, 0)
         lines.append(f"evaluation  {n_ada} checkpoint(s), {episodes} closed-loop episodes in all"
+                     + (f" (+ {perturbed} under {sum(families.values())} perturbation "
+                        "families)" if perturbed else "")
                      + (f", {ev.offline_episodes_per_task} held-out demo(s) per task offline"
                         if ev.offline_episodes_per_task else ""))  # fmt: skip
     if "report" in stages:

@@ -243,6 +243,11 @@ def test_robustness_recipe_reuses_cpu_checkpoints_and_plans_its_families():
         "runs/cpu/adaptation/openvla/dlr",
         "runs/cpu/adaptation/pi0/dlr",
     }
+    from benchmarks.plan import plan as planned_work
+
+    lines = planned_work(recipe, ["evaluation"])
+    # 8 checkpoints x 2 tasks x 3 episodes nominal, and that again under each of 4 families
+    assert "48 closed-loop episodes in all (+ 192 under 4 perturbation families)" in lines[0]
     paper = robustness_plan(load_recipe(recipes / "paper.yaml"))
     assert sorted(paper) == ["libero_10", "libero_goal", "libero_object", "libero_spatial"]
 
