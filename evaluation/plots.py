@@ -218,7 +218,7 @@ def robustness_plots(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
             ax_drop.axhline(0, color="black", lw=0.8)
             ax_drop.set_ylim(-103, 103)
             ax_drop.set_ylabel("nominal - perturbed\n(points, Newcombe 95% CI)")
-            ax_drop.set_title(f"{label}: drop, same tasks, init states and seeds", fontsize=10)
+            ax_drop.set_title(f"{label}: drop, same tasks, init-state indices, seeds", fontsize=10)
             _legend_outside(ax_drop)
         fig.suptitle(f"{arch}: closed-loop success under LIBERO-PRO perturbations", fontsize=11)
         fig.tight_layout()
