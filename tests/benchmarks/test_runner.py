@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -170,26 +171,28 @@ def test_only_rejects_unknown_stages(fake_run, capsys, only, expected):
 
 
 HOLD = """
-import sys, time
+import sys
 from pathlib import Path
 from benchmarks.rundir import run_lock
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # held until the test says so: no race with a loaded host
 """
 
 
 def test_a_second_run_of_one_folder_names_the_holder_or_waits(fake_run, capsys):
     run, recipe, calls = fake_run
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLD), str(run), "3"],
-                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLD), str(run)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(["run", str(recipe)]) == 2
         err = capsys.readouterr().err
         assert f"is in use by dlr run PID {holder.pid}" in err and "--wait" in err
         assert calls == []
+        release = threading.Timer(2.0, lambda: (holder.stdin.write("go\n"), holder.stdin.flush()))
+        release.start()
         assert main(["run", str(recipe), "--wait"]) == 0  # queued behind the holder
         assert holder.poll() is not None and len(calls) == 3
     finally:
