@@ -165,6 +165,7 @@ def run_training(
         raise ValueError(
             f"--stage {stage}: not a training stage; valid: {', '.join(TRAINING_STAGES)}"
         )
+    init_processes()
     recipe = load_recipe(path, overrides)
     if stage not in recipe.stages:
         raise ValueError(
@@ -172,7 +173,6 @@ def run_training(
             f"{', '.join(recipe.stages)}); add it to the recipe's stages"
         )
     run_dir = recipe.resolved_run_dir()
-    init_processes()
     with contextlib.ExitStack() as held:
         held.callback(end_processes)
         on_main(lambda: held.enter_context(run_lock(run_dir, wait)))

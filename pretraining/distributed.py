@@ -77,11 +77,11 @@ def check_world_size(num_processes: int) -> None:
 
 def init_processes() -> None:
     """Join the launcher's process group now (before any main-process-only work)."""
+    check_launcher()
     if launcher_world_size() == 1:
         return
     from accelerate import PartialState
 
-    check_launcher()
     state = PartialState(cpu=use_cpu())
     check_world_size(state.num_processes)
     logger.info(

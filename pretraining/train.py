@@ -93,7 +93,8 @@ class PretrainConfig:
     ``steps`` counts optimiser steps; one step sees ``batch_size * grad_accum`` frames however
     many processes train: under a launcher each of W processes takes ``batch_size / W`` of
     every micro-batch (the same frames a single process would take), so a config means one
-    experiment on any number of GPUs. ``policy_overrides`` sets any field of the architecture's lerobot config.
+    experiment on any number of GPUs. ``policy_overrides`` sets any field of the
+    architecture's lerobot config.
     ``stop_after`` stops after that many steps as if the run were killed (resume tests).
     ``wandb`` (off by default) also logs to Weights & Biases: ``wandb.init`` arguments among
     :data:`WANDB_KEYS`, ``project`` required, e.g. ``{"project": "dlr-bench", "mode": "offline"}``.
