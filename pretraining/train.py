@@ -249,7 +249,8 @@ def train(cfg: PretrainConfig) -> Path:
     batch_per_process = cfg.batch_size // accelerator.num_processes
     device = accelerator.device  # lerobot takes "cuda:1" but not "cpu:0" (a CPU process group's)
     device = str(device) if device.type == "cuda" else device.type
-    set_seed(cfg.seed)
+    # each process its own noise (pi0/smolvla flow times); DDP gives all rank 0's initial weights
+    set_seed(cfg.seed, device_specific=True)
 
     policy_cfg = make_config(
         cfg.arch,
