@@ -28,7 +28,7 @@ class AdaptConfig(BaseModel):
     ] = ["libero_spatial"]
     method: Literal["full", "lora"] = "full"
     steps: int = Field(200, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="global: split over a launcher's processes")
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(20, ge=0)
     lora_r: int = Field(8, ge=1)

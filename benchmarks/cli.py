@@ -4,6 +4,7 @@ dlr info [--suite S]                 suites, tasks, instructions, demonstrator c
 dlr info --perturbations             LIBERO-PRO perturbation families and what each changes
 dlr demos --suite S --tasks 0,1 ...  scripted multi-strategy demonstrations -> LeRobot dataset
 dlr run <recipe.yaml>                every stage of a recipe (skips complete ones, resumes others)
+dlr train <recipe.yaml> --stage S    one training stage, for launchers (torchrun, accelerate launch)
 dlr import {hdf5,lerobot} ...        real LIBERO data into our schema
 dlr push <dataset> --repo-id ID      publish a dataset to the Hugging Face Hub (--dry-run)
 """
@@ -230,6 +231,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from benchmarks.runner import run_training
+
+    overrides = _parse_overrides(args.set)
+    if args.run_dir:
+        overrides["run_dir"] = args.run_dir
+    out = run_training(
+        args.recipe, args.stage, overrides=overrides, force=args.force, wait=args.wait
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"\n{args.stage} -> {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from evaluation.report import build_report
 
@@ -380,6 +395,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser(
+        "train",
+        help="one training stage of a recipe on every process of a launcher",
+        description="e.g. torchrun --nproc_per_node 2 -m benchmarks.cli train recipe.yaml "
+        "--stage pretraining (docs/distributed.md); the recipe's batch_size is the global batch",
+    )
+    s.add_argument("recipe", help="path to a recipe YAML (see benchmarks/recipes/)")
+    s.add_argument("--stage", required=True, choices=["pretraining", "adaptation"])
+    s.add_argument("--run-dir", help="the run folder (default: the recipe's run_dir)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value")
+    s.add_argument("--force", action="store_true", help="retrain even if complete")
+    s.add_argument(
+        "--wait", action="store_true", help="wait for another dlr run of this run folder to end"
+    )
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser(
         "report", help="tables and plots from a run's results (never reruns a model)"
     )
     s.add_argument("run_dir", help="runs/<recipe name>")
@@ -426,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if int(os.environ.get("RANK", "0")) > 0:  # under a launcher the main process reports
+        logging.getLogger().setLevel(logging.WARNING)
     quiet = None if args.verbose else _quiet()
     try:
         return args.func(args)

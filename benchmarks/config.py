@@ -68,7 +68,9 @@ class PretrainStageConfig(Strict):
         default=["full"], description="dataset folders under datasets/<source>/, e.g. n6, full"
     )
     steps: int = Field(default=200, ge=1)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(
+        default=8, ge=1, description="global: split over the processes of a launcher (dlr train)"
+    )
     lr: float = Field(default=3e-4, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
     grad_accum: int = Field(default=1, ge=1)

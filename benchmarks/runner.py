@@ -3,6 +3,7 @@ writes its own with a manifest, and is skipped when complete for the same config
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -27,6 +28,7 @@ from generation.manifest import (
     update_manifest,
     upstream_hashes,
 )
+from pretraining.distributed import end_processes, init_processes, on_main
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     return run_dir / "datasets"
 
 
+# stages that train on every process of a launcher; the others run on the main process only
+TRAINING_STAGES = ("pretraining", "adaptation")
 STAGES: dict[str, Callable[[Recipe, Path, bool], Path]] = {
     "demos": run_demos,
     "generation": run_generation,
@@ -111,7 +115,7 @@ def run_recipe(
     """Run the recipe's stages (``only``: a subset) in one locked run folder. ``dry_run``
     prints the resolved recipe and the planned work and runs nothing."""
     from benchmarks.plan import plan
-    from benchmarks.rundir import record_timing, run_lock, write_resolved
+    from benchmarks.rundir import run_lock, write_resolved
 
     check_only(only)
     recipe = load_recipe(path, overrides)
@@ -128,17 +132,64 @@ def run_recipe(
         print(f"planned work in {run_dir} (nothing was run):")
         print("\n".join(plan(recipe, stages)))
         return {}
+    init_processes()  # under a launcher: training stages on every process, the rest on main
     outputs: dict[str, Path] = {}
-    with run_lock(run_dir, wait):
-        write_resolved(run_dir, recipe.resolved())
+    with contextlib.ExitStack() as held:
+        held.callback(end_processes)
+        on_main(lambda: held.enter_context(run_lock(run_dir, wait)))
+        on_main(lambda: write_resolved(run_dir, recipe.resolved()))
         for name in stages:
             log.info("== stage %s ==", name)
             t0, before = time.time(), steps_run()
-            outputs[name] = STAGES[name](recipe, run_dir, force)
-            if steps_run() > before or name == "report":  # a skipped stage keeps its last time
-                record_timing(run_dir, name, time.time() - t0)
+            if name in TRAINING_STAGES:
+                outputs[name] = STAGES[name](recipe, run_dir, force)
+            else:
+                outputs[name] = on_main(lambda name=name: STAGES[name](recipe, run_dir, force))
+            on_main(lambda name=name, t0=t0, before=before: _time_stage(run_dir, name, t0, before))
             log.info("stage %s done in %.1fs -> %s", name, time.time() - t0, outputs[name])
     return outputs
+
+
+def run_training(
+    path: str | Path,
+    stage: str,
+    overrides: dict | None = None,
+    force: bool = False,
+    wait: bool = False,
+) -> Path:
+    """One training stage of a recipe on every process of a launcher (``dlr train``): the
+    main process holds the run folder and writes the resolved recipe, logs and checkpoints."""
+    from benchmarks.rundir import run_lock, write_resolved
+
+    if stage not in TRAINING_STAGES:
+        raise ValueError(
+            f"--stage {stage}: not a training stage; valid: {', '.join(TRAINING_STAGES)}"
+        )
+    init_processes()
+    recipe = load_recipe(path, overrides)
+    if stage not in recipe.stages:
+        raise ValueError(
+            f"--stage {stage}: not a stage of recipe {recipe.name} (its stages: "
+            f"{', '.join(recipe.stages)}); add it to the recipe's stages"
+        )
+    run_dir = recipe.resolved_run_dir()
+    with contextlib.ExitStack() as held:
+        held.callback(end_processes)
+        on_main(lambda: held.enter_context(run_lock(run_dir, wait)))
+        on_main(lambda: write_resolved(run_dir, recipe.resolved()))
+        t0, before = time.time(), steps_run()
+        out = STAGES[stage](recipe, run_dir, force)
+        on_main(lambda: _time_stage(run_dir, stage, t0, before))
+    return out
+
+
+def _time_stage(run_dir: Path, name: str, t0: float, steps_before: int) -> None:
+    """Record a stage's wall time; a skipped stage keeps its last time (main process only:
+    only it counts the steps it started)."""
+    from benchmarks.rundir import record_timing
+
+    if steps_run() > steps_before or name == "report":
+        record_timing(run_dir, name, time.time() - t0)
 
 
 def _dataset_size(root: Path) -> int:
@@ -188,7 +239,7 @@ def run_pretraining(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             num_workers=cfg.num_workers, policy_overrides=dict(cfg.policy_overrides),
             wandb=cfg.wandb, upstream=upstream_hashes({"datasets": run_dir / "datasets"}),
         )  # fmt: skip
-        if prepare_step(r["out"], run.hash(), force):
+        if on_main(lambda: prepare_step(r["out"], run.hash(), force)):  # noqa: B023 - runs now
             continue
         log.info("pretraining %s on %s/%s", r["arch"], r["source"], r["size_name"])
         train(run)
@@ -232,7 +283,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                            policy_overrides=dict(pre.policy_overrides))  # fmt: skip
         upstream = {"demos": demos} | ({"base": r["pretrained"]} if r["pretrained"] else {})
         run = replace(run, upstream=upstream_hashes(upstream))
-        if prepare_step(r["out"], run.hash(), force):
+        if on_main(lambda: prepare_step(r["out"], run.hash(), force)):  # noqa: B023 - runs now
             continue
         log.info(
             "adapting %s/%s/%s to %s (%s)",

@@ -1,6 +1,7 @@
 """One Accelerate training loop for every VLA architecture (supervised fine-tuning on datasets).
 
-Runs unchanged on a CPU, one GPU, or under ``accelerate launch`` on several GPUs. Reads in order:
+Runs unchanged on a CPU, one GPU, or under a launcher (``torchrun``, ``accelerate launch``) on
+several GPUs or CPU processes (``pretraining.distributed``). Reads in order:
 config -> skip/resume decision -> data -> policy + processors -> optimiser and warm-up/cosine
 schedule -> loop (forward, finite-loss check, backward with accumulation, clipping, step, log,
 checkpoint) -> final ``save_pretrained`` checkpoint + manifest. DLR and O2O pretraining runs
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from generation.manifest import config_hash, publish_dir, read_manifest
 from generation.manifest import update_manifest as write_manifest
 from pretraining.data import load_mixture, make_loader
+from pretraining.distributed import check_launcher, check_world_size, launcher_world_size, use_cpu
 from pretraining.factory import PRESETS, canonical_arch, count_parameters, make_config
 from pretraining.lora import apply_lora, load_weights, save_adapter_meta, save_lora_base
 
@@ -88,8 +90,11 @@ class NonFiniteLossError(FloatingPointError):
 class PretrainConfig:
     """Everything that defines one pretraining run (a recipe builds this).
 
-    ``steps`` counts optimiser steps; one step sees ``batch_size * grad_accum * num_gpus``
-    frames. ``policy_overrides`` sets any field of the architecture's lerobot config.
+    ``steps`` counts optimiser steps; one step sees ``batch_size * grad_accum`` frames however
+    many processes train: under a launcher each of W processes takes ``batch_size / W`` of
+    every micro-batch (the same frames a single process would take), so a config means one
+    experiment on any number of GPUs. ``policy_overrides`` sets any field of the
+    architecture's lerobot config.
     ``stop_after`` stops after that many steps as if the run were killed (resume tests).
     ``wandb`` (off by default) also logs to Weights & Biases: ``wandb.init`` arguments among
     :data:`WANDB_KEYS`, ``project`` required, e.g. ``{"project": "dlr-bench", "mode": "offline"}``.
@@ -179,6 +184,7 @@ def _save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, micro: 
     root = out_dir / CHECKPOINTS
     tmp, final = root / f".tmp_step_{step}", root / f"step_{step}"
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every process's RNG state is in tmp before the rename
     if accelerator.is_main_process:
         (tmp / TRAIN_STATE).write_text(json.dumps({"step": step, "micro_batches": micro}))
         if final.exists():
@@ -225,13 +231,26 @@ def _check_existing(cfg: PretrainConfig, out_dir: Path) -> bool:
 def train(cfg: PretrainConfig) -> Path:
     """Train (or resume, or skip) the run described by ``cfg``; return its output folder."""
     out_dir = Path(cfg.output_dir)
+    check_launcher()
+    world = launcher_world_size()
+    if cfg.batch_size % world:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} (the global batch) does not split over {world} "
+            f"processes: make it a multiple of {world} or launch another number of processes"
+        )
     if _check_existing(cfg, out_dir):
         logger.info("Skipping pretraining: %s is complete for config %s", out_dir, cfg.hash())
         return out_dir
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, log_with=_trackers(cfg), project_dir=str(out_dir)
-    )
-    set_seed(cfg.seed)
+        cpu=use_cpu(), mixed_precision=cfg.mixed_precision, log_with=_trackers(cfg),
+        project_dir=str(out_dir),
+    )  # fmt: skip
+    check_world_size(accelerator.num_processes)
+    batch_per_process = cfg.batch_size // accelerator.num_processes
+    device = accelerator.device  # lerobot takes "cuda:1" but not "cpu:0" (a CPU process group's)
+    device = str(device) if device.type == "cuda" else device.type
+    # each process its own noise (pi0/smolvla flow times); DDP gives all rank 0's initial weights
+    set_seed(cfg.seed, device_specific=True)
 
     policy_cfg = make_config(
         cfg.arch,
@@ -239,7 +258,7 @@ def train(cfg: PretrainConfig) -> Path:
         image_size=cfg.image_size,
         vision_pretrained_path=cfg.vision_pretrained_path,
         lm_pretrained_path=cfg.lm_pretrained_path,
-        device=str(accelerator.device),
+        device=device,
         **cfg.policy_overrides,
     )
     dataset, meta, stats = load_mixture(cfg.dataset_roots, policy_cfg)
@@ -270,7 +289,7 @@ def train(cfg: PretrainConfig) -> Path:
         wall_before = float((read_manifest(out_dir) or {}).get("wall_time_s", 0.0))
         logger.info("Resuming %s from step %d (%s)", out_dir, start_step, ckpt)
     loader = make_loader(
-        dataset, cfg.batch_size, cfg.seed, cfg.num_workers, start=micro,
+        dataset, batch_per_process, cfg.seed, cfg.num_workers, start=micro,
         rank=accelerator.process_index, world_size=accelerator.num_processes,
     )  # fmt: skip
 
@@ -282,12 +301,14 @@ def train(cfg: PretrainConfig) -> Path:
             optimizer={"type": optim_cfg.type, **asdict(optim_cfg)},
             policy_type=policy_cfg.type, num_parameters=n_params, seed=cfg.seed,
             datasets=cfg.portable()["dataset_roots"], steps_done=start_step, wall_time_s=wall_before,
+            num_processes=accelerator.num_processes, batch_per_process=batch_per_process,
+            distributed_type=str(accelerator.distributed_type),
         )  # fmt: skip
     accelerator.init_trackers("pretrain")
     if cfg.wandb is not None:  # TensorBoard's hparams take scalars only: the config goes to W&B
         accelerator.get_tracker("wandb").store_init_configuration(asdict(cfg))
-    logger.info("Training %s/%s (%.2fM params) for %d steps on %s", cfg.arch, cfg.preset,
-                n_params / 1e6, cfg.steps, accelerator.device)  # fmt: skip
+    logger.info("Training %s/%s (%.2fM params) for %d steps on %s x %d", cfg.arch, cfg.preset,
+                n_params / 1e6, cfg.steps, accelerator.device, accelerator.num_processes)  # fmt: skip
 
     t_start = time.perf_counter()
     step, data_time, window_start = start_step, 0.0, time.perf_counter()
@@ -326,7 +347,7 @@ def train(cfg: PretrainConfig) -> Path:
             if step % cfg.log_every == 0 or step == cfg.steps:
                 elapsed = time.perf_counter() - window_start
                 n_steps = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-                frames = n_steps * cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+                frames = n_steps * cfg.batch_size * cfg.grad_accum
                 row = {
                     "step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0],
                     "grad_norm": float(grad_norm), "samples_per_s": frames / max(elapsed, 1e-9),
@@ -354,7 +375,8 @@ def train(cfg: PretrainConfig) -> Path:
         raise
     finally:
         progress.close()
-        accelerator.end_training()
+        for tracker in accelerator.trackers:  # not end_training(): it ends the process group
+            tracker.finish()
 
     _save_checkpoint(accelerator, out_dir, step, micro)
     if accelerator.is_main_process:
