@@ -43,6 +43,7 @@ def _demo_spec(cfg):
 def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.demos import collect_demos
     from generation.envs.suites import parse_tasks
+    from generation.executor import make_executor
 
     cfg = recipe.demos
     spec = _demo_spec(cfg)
@@ -60,6 +61,7 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         summary = collect_demos(
             parse_tasks(suite, cfg.tasks), cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
             seed=cfg.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
+            executor=make_executor(recipe.cluster),
         )  # fmt: skip
         # the dataset was renamed into place: the manifest goes in afterwards
         with stage(out, stage_cfg, "demos", seed=cfg.seed, started_at=t0) as results:
@@ -69,8 +71,9 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.dlr.pipeline import run_generation as _run
+    from generation.executor import make_executor
 
-    _run(recipe.generation, run_dir, force=force)
+    _run(recipe.generation, run_dir, force=force, executor=make_executor(recipe.cluster))
     # ARCHITECTURE.md: diversity metrics live with the evaluation results
     table = run_dir / "datasets" / "diversity.parquet"
     if table.is_file():
@@ -112,6 +115,7 @@ def run_recipe(
     prints the resolved recipe and the planned work and runs nothing."""
     from benchmarks.plan import plan
     from benchmarks.rundir import record_timing, run_lock, write_resolved
+    from generation.executor import executor_session
 
     check_only(only)
     recipe = load_recipe(path, overrides)
@@ -129,7 +133,7 @@ def run_recipe(
         print("\n".join(plan(recipe, stages)))
         return {}
     outputs: dict[str, Path] = {}
-    with run_lock(run_dir, wait):
+    with run_lock(run_dir, wait), executor_session(recipe.cluster):
         write_resolved(run_dir, recipe.resolved())
         for name in stages:
             log.info("== stage %s ==", name)
@@ -247,7 +251,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 
 def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
-    from evaluation.closed_loop import EvalPool, evaluate
+    from evaluation.closed_loop import evaluate
 
     cfg = recipe.evaluation
     out = run_dir / "evaluation"
@@ -263,7 +267,7 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             check_safetensors(weights)
     plan = robustness_plan(recipe)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
-    with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
+    with _eval_pool(recipe) as pool:  # one set of workers for every policy
         for r in runs:
             # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
             cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
@@ -279,6 +283,18 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             if plan.get(r["suite"]):
                 _evaluate_robustness(recipe, r, plan[r["suite"]], out, pool, force)
     return out / "results.parquet"
+
+
+def _eval_pool(recipe: Recipe):
+    """This machine's worker processes, or Ray tasks on the recipe's cluster."""
+    from evaluation.closed_loop import EvalPool
+
+    cluster = recipe.cluster
+    if cluster.backend == "ray":
+        from evaluation.ray_pool import RayEvalPool
+
+        return RayEvalPool(num_gpus=cluster.eval_gpus, max_retries=cluster.max_retries)
+    return EvalPool(recipe.evaluation.num_workers)
 
 
 def _episode_cache(cache: Path, r: dict, force: bool) -> None:

@@ -22,3 +22,26 @@ def object_env():
     env = LiberoEnv(("libero_object", 0))
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A two-node Ray cluster on this machine (a head and one worker node process, one CPU
+    each, small object stores), connected for the session's Ray tests and torn down after."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    node = {"num_cpus": 1, "include_dashboard": False,
+            "object_store_memory": 100 * 1024**2}  # fmt: skip
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={**node, "temp_dir": str(tmp_path_factory.mktemp("ray"))},
+    )
+    cluster.add_node(**node)
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
