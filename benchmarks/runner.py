@@ -127,6 +127,8 @@ def run_recipe(
     if "evaluation" in recipe.stages:
         robustness_plan(recipe)  # a bad perturbation fails now, not after hours of training
     run_dir = recipe.resolved_run_dir()
+    if recipe.cluster.backend != "local":  # a worker's working folder is not ours
+        run_dir = run_dir.resolve()
     if dry_run:
         print(yaml.safe_dump(recipe.resolved(), sort_keys=False))
         print(f"planned work in {run_dir} (nothing was run):")

@@ -10,6 +10,7 @@ none is counted twice.
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 
 from evaluation import closed_loop
@@ -26,6 +27,23 @@ def _run_group_on_worker(
     return closed_loop.run_group(group)
 
 
+def _absolute(group: EpisodeGroup) -> EpisodeGroup:
+    """Paths that mean the same on every node (a worker's working folder is not ours)."""
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    policy = group.policy
+    if policy is not None and Path(policy).exists():
+        policy = absolute(policy)
+    return replace(
+        group,
+        cache_file=absolute(group.cache_file),
+        video_dir=absolute(group.video_dir),
+        policy=policy,
+    )
+
+
 class _RaySubmitter:
     """The one method of an executor that :func:`closed_loop._run_groups` calls."""
 
@@ -34,6 +52,7 @@ class _RaySubmitter:
 
     def submit(self, fn, group: EpisodeGroup) -> Future:
         p = self.pool
+        group = _absolute(group)
         return (
             p.remote.options(num_cpus=1, num_gpus=p.num_gpus, max_retries=p.max_retries)
             .remote(group, p.spec, p.device)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ class ClusterConfig(BaseModel):
     eval_gpus: float = Field(
         0.0, ge=0, description="GPUs per closed-loop evaluation job (fractions share a GPU)"
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _ray_installed(cls, v: str) -> str:
+        import importlib.util
+
+        if v == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(f"ray is not installed: {INSTALL_HINT}")
+        return v
 
 
 def ray_module():

@@ -31,17 +31,24 @@ def ray_cluster(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.cluster_utils import Cluster
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    node = {"num_cpus": 1, "include_dashboard": False,
-            "object_store_memory": 100 * 1024**2}  # fmt: skip
+    root = tmp_path_factory.mktemp("ray")
+    (root / "ray").mkdir()
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED")}
+    os.environ.update(RAY_TMPDIR=str(root), RAY_USAGE_STATS_ENABLED="0")  # nothing in /tmp/ray
+    node = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={**node, "temp_dir": str(tmp_path_factory.mktemp("ray"))},
+        head_node_args={**node, "include_dashboard": False, "temp_dir": str(root / "ray")},
     )
-    cluster.add_node(**node)
-    ray.init(address=cluster.address, log_to_driver=False)
     try:
+        cluster.add_node(**node)
+        ray.init(address=cluster.address, log_to_driver=False)
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -233,8 +233,9 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool, executor:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     tasks = parse_tasks(cfg.suite, cfg.tasks)
-    if isinstance(executor, RayExecutor):  # a job no node can hold would wait forever
-        executor.check_fits(cfg.num_envs, "generation.num_envs")
+    if isinstance(executor, RayExecutor):
+        executor.check_fits(cfg.num_envs, "generation.num_envs")  # else it would wait forever
+        run_dir = run_dir.resolve()  # a worker's working folder is not ours
     summary: dict = {"tasks": {}, "wall_time_s": {}}
     t0 = time.time()
     jobs = {}
