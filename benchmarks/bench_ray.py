@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-TINY = {
+TINY = {  # the size of the tests' tiny generation: minutes per run on a shared 2-core host
     "suite": "libero_object",
     "num_patterns": 2,
     "demos_per_strategy": 1,
-    "horizon": 40,
-    "env_steps_per_pattern": 160,
-    "vae": {"epochs": 5, "restarts": 1},
-    "bc": {"epochs": 5, "hidden": 32},
+    "horizon": 20,
+    "env_steps_per_pattern": 40,
+    "vae": {"epochs": 3, "restarts": 1},
+    "bc": {"epochs": 3, "hidden": 32},
     "eval_episodes": 0,
     "episodes_per_task": 2,
     "subset_sizes": [1],
@@ -37,7 +37,7 @@ TINY = {
     "keep_failures": True,
     "image_size": 32,
     "sources": ["dlr", "o2o"],
-    "ppo": {"num_steps": 40, "update_epochs": 2, "num_minibatches": 2, "critic_hidden": 32},
+    "ppo": {"num_steps": 10, "update_epochs": 1, "num_minibatches": 1, "critic_hidden": 16},
 }
 CONFIGS = {  # name: (Ray CPUs or None for the local executor, num_envs per job)
     "local": (None, 2),
@@ -75,6 +75,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="bench-ray-"))  # not /tmp/ray
     tasks = [int(t) for t in args.tasks.split(",")]
     times: dict[str, list[float]] = {name: [] for name in CONFIGS}
     names = list(CONFIGS)

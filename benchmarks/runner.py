@@ -368,6 +368,7 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
     adaptation demos; one dataset per suite under ``evaluation/heldout/``."""
     from generation.demos import collect_demos
     from generation.envs.suites import list_tasks
+    from generation.executor import make_executor
 
     demos = recipe.demos
     spec = _demo_spec(demos)
@@ -384,7 +385,7 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
             summary = collect_demos(
                 tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
                 seed=demos.seed, render_mode=demos.render_mode,
-                first_episode=demos.episodes_per_task,
+                first_episode=demos.episodes_per_task, executor=make_executor(recipe.cluster),
             )  # fmt: skip
             with stage(out, stage_cfg, "heldout demos", seed=demos.seed) as results:
                 results.update(summary)
