@@ -270,6 +270,8 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     plan = robustness_plan(recipe)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
     with _eval_pool(recipe) as pool:  # one set of workers for every policy
+        # on Ray, each policy's episodes are split in groups for every CPU of the cluster
+        splits = pool.num_workers if recipe.cluster.backend == "ray" else 1
         for r in runs:
             # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
             cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
@@ -281,6 +283,7 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 suite=r["suite"], tasks=_eval_tasks(recipe, cfg, r["suite"]),
                 episodes_per_task=cfg.episodes_per_task, seeds=cfg.seeds, out_dir=out,
                 horizon=cfg.horizon, video_episodes=cfg.video_episodes, pool=pool,
+                num_workers=splits,
             )  # fmt: skip
             if plan.get(r["suite"]):
                 _evaluate_robustness(recipe, r, plan[r["suite"]], out, pool, force)

@@ -74,8 +74,7 @@ class RayEvalPool(EvalPool):
         ray = ray_module()
         if not ray.is_initialized():
             raise RuntimeError("RayEvalPool needs a connected Ray: use executor_session()")
-        workers = int(ray.cluster_resources().get("CPU", 1))
-        super().__init__(max(2, workers), spec, device)  # splits work for every worker
+        super().__init__(int(ray.cluster_resources().get("CPU", 1)), spec, device)
         self.num_gpus, self.max_retries = num_gpus, max_retries
         self.remote = ray.remote(_run_group_on_worker)
 
