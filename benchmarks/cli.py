@@ -4,6 +4,7 @@ dlr info [--suite S]                 suites, tasks, instructions, demonstrator c
 dlr info --perturbations             LIBERO-PRO perturbation families and what each changes
 dlr demos --suite S --tasks 0,1 ...  scripted multi-strategy demonstrations -> LeRobot dataset
 dlr run <recipe.yaml>                every stage of a recipe (skips complete ones, resumes others)
+dlr run <recipe.yaml> --ray-address auto    the same, its jobs spread over a Ray cluster
 dlr train <recipe.yaml> --stage S    one training stage, for launchers (torchrun, accelerate launch)
 dlr import {hdf5,lerobot} ...        real LIBERO data into our schema
 dlr push <dataset> --repo-id ID      publish a dataset to the Hugging Face Hub (--dry-run)
@@ -219,8 +220,11 @@ def cmd_run(args) -> int:
 
     lean_default()  # a bad DLR_LEAN fails here, before any work
 
+    overrides = _parse_overrides(args.set)
+    if args.ray_address:  # the recipe's cluster section, from the command line
+        overrides |= {"cluster.backend": "ray", "cluster.address": args.ray_address}
     outputs = run_recipe(
-        args.recipe, overrides=_parse_overrides(args.set), only=args.only, force=args.force,
+        args.recipe, overrides=overrides, only=args.only, force=args.force,
         dry_run=args.dry_run, wait=args.wait,
     )  # fmt: skip
     if args.dry_run:
@@ -392,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--wait", action="store_true", help="wait for another dlr run of this run folder to end"
     )
+    s.add_argument(
+        "--ray-address", metavar="ADDRESS",
+        help="run demos, generation and evaluation jobs on this Ray cluster ('auto': the one "
+        "this node belongs to); sets cluster.backend=ray and cluster.address",
+    )  # fmt: skip
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser(

@@ -22,6 +22,7 @@ from adaptation.adapt import AdaptConfig
 from evaluation.perturbations import RobustnessConfig
 from generation.dlr.pipeline import PIPELINE_SET, GenerationConfig
 from generation.envs.suites import SUITES, parse_tasks
+from generation.executor import ClusterConfig
 
 
 class Strict(BaseModel):
@@ -163,6 +164,11 @@ class Recipe(Strict):
     pretraining: PretrainStageConfig | None = None
     adaptation: AdaptConfig | None = None
     evaluation: EvalStageConfig | None = None
+    cluster: ClusterConfig = Field(
+        default=ClusterConfig(),
+        description="where demos, generation and evaluation jobs run: {backend: local} or "
+        "{backend: ray, address: auto}; no result depends on it",
+    )
 
     @model_validator(mode="before")
     @classmethod

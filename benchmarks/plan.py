@@ -14,6 +14,13 @@ def plan(recipe: Recipe, stages: list[str]) -> list[str]:
     """One line per unit of work of each stage in ``stages``: tasks, env steps, PPO updates,
     checkpoints and episodes, as the stages compute them."""
     lines = []
+    if recipe.cluster.backend == "ray":
+        where = (
+            recipe.cluster.address or f"a one-machine Ray, {recipe.cluster.num_cpus or 'all'} CPUs"
+        )
+        lines.append(
+            f"cluster     Ray ({where}): demos, generation and evaluation jobs as Ray tasks"
+        )
     if "demos" in stages:
         d = recipe.demos
         for suite in d.suites:

@@ -45,6 +45,7 @@ def _demo_spec(cfg):
 def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.demos import collect_demos
     from generation.envs.suites import parse_tasks
+    from generation.executor import make_executor
 
     cfg = recipe.demos
     spec = _demo_spec(cfg)
@@ -62,6 +63,7 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
         summary = collect_demos(
             parse_tasks(suite, cfg.tasks), cfg.episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
             seed=cfg.seed, render_mode=cfg.render_mode, keep_failures=cfg.keep_failures,
+            executor=make_executor(recipe.cluster),
         )  # fmt: skip
         # the dataset was renamed into place: the manifest goes in afterwards
         with stage(out, stage_cfg, "demos", seed=cfg.seed, started_at=t0) as results:
@@ -71,8 +73,9 @@ def run_demos(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 def run_generation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
     from generation.dlr.pipeline import run_generation as _run
+    from generation.executor import make_executor
 
-    _run(recipe.generation, run_dir, force=force)
+    _run(recipe.generation, run_dir, force=force, executor=make_executor(recipe.cluster))
     # ARCHITECTURE.md: diversity metrics live with the evaluation results
     table = run_dir / "datasets" / "diversity.parquet"
     if table.is_file():
@@ -116,6 +119,7 @@ def run_recipe(
     prints the resolved recipe and the planned work and runs nothing."""
     from benchmarks.plan import plan
     from benchmarks.rundir import run_lock, write_resolved
+    from generation.executor import executor_session
 
     check_only(only)
     recipe = load_recipe(path, overrides)
@@ -127,6 +131,8 @@ def run_recipe(
     if "evaluation" in recipe.stages:
         robustness_plan(recipe)  # a bad perturbation fails now, not after hours of training
     run_dir = recipe.resolved_run_dir()
+    if recipe.cluster.backend != "local":  # a worker's working folder is not ours
+        run_dir = run_dir.resolve()
     if dry_run:
         print(yaml.safe_dump(recipe.resolved(), sort_keys=False))
         print(f"planned work in {run_dir} (nothing was run):")
@@ -137,6 +143,8 @@ def run_recipe(
     with contextlib.ExitStack() as held:
         held.callback(end_processes)
         on_main(lambda: held.enter_context(run_lock(run_dir, wait)))
+        # the Ray connection (if any) serves the non-training stages, which run on main only
+        on_main(lambda: held.enter_context(executor_session(recipe.cluster)))
         on_main(lambda: write_resolved(run_dir, recipe.resolved()))
         for name in stages:
             log.info("== stage %s ==", name)
@@ -298,7 +306,7 @@ def run_adaptation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
 
 
 def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
-    from evaluation.closed_loop import EvalPool, evaluate
+    from evaluation.closed_loop import evaluate
 
     cfg = recipe.evaluation
     out = run_dir / "evaluation"
@@ -314,7 +322,9 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
             check_safetensors(weights)
     plan = robustness_plan(recipe)
     heldout = _heldout_demos(recipe, cfg, run_dir, force) if cfg.offline_episodes_per_task else {}
-    with EvalPool(cfg.num_workers) as pool:  # one set of worker processes for every policy
+    with _eval_pool(recipe) as pool:  # one set of workers for every policy
+        # on Ray, each policy's episodes are split in groups for every CPU of the cluster
+        splits = pool.num_workers if recipe.cluster.backend == "ray" else 1
         for r in runs:
             # cached episodes belong to one adapted checkpoint: drop them when it was rebuilt
             cache = out / "episodes" / r["arch"] / r["source"] / f"n{r['size']}" / r["suite"]
@@ -326,10 +336,23 @@ def run_evaluation(recipe: Recipe, run_dir: Path, force: bool = False) -> Path:
                 suite=r["suite"], tasks=_eval_tasks(recipe, cfg, r["suite"]),
                 episodes_per_task=cfg.episodes_per_task, seeds=cfg.seeds, out_dir=out,
                 horizon=cfg.horizon, video_episodes=cfg.video_episodes, pool=pool,
+                num_workers=splits,
             )  # fmt: skip
             if plan.get(r["suite"]):
                 _evaluate_robustness(recipe, r, plan[r["suite"]], out, pool, force)
     return out / "results.parquet"
+
+
+def _eval_pool(recipe: Recipe):
+    """This machine's worker processes, or Ray tasks on the recipe's cluster."""
+    from evaluation.closed_loop import EvalPool
+
+    cluster = recipe.cluster
+    if cluster.backend == "ray":
+        from evaluation.ray_pool import RayEvalPool
+
+        return RayEvalPool(num_gpus=cluster.eval_gpus, max_retries=cluster.max_retries)
+    return EvalPool(recipe.evaluation.num_workers)
 
 
 def _episode_cache(cache: Path, r: dict, force: bool) -> None:
@@ -401,6 +424,7 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
     adaptation demos; one dataset per suite under ``evaluation/heldout/``."""
     from generation.demos import collect_demos
     from generation.envs.suites import list_tasks
+    from generation.executor import make_executor
 
     demos = recipe.demos
     spec = _demo_spec(demos)
@@ -417,7 +441,7 @@ def _heldout_demos(recipe: Recipe, cfg, run_dir: Path, force: bool) -> dict[str,
             summary = collect_demos(
                 tasks, cfg.offline_episodes_per_task, out, spec=spec, num_workers=cfg.num_workers,
                 seed=demos.seed, render_mode=demos.render_mode,
-                first_episode=demos.episodes_per_task,
+                first_episode=demos.episodes_per_task, executor=make_executor(recipe.cluster),
             )  # fmt: skip
             with stage(out, stage_cfg, "heldout demos", seed=demos.seed) as results:
                 results.update(summary)

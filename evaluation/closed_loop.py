@@ -246,6 +246,11 @@ class EvalPool:
             )
         return self._executor
 
+    @property
+    def in_process(self) -> bool:
+        """Groups run in this process (one worker)."""
+        return self.num_workers <= 1
+
     def local_runner(self, policy: str | None) -> PolicyRunner:
         """The in-process runner (``num_workers <= 1``), reloaded when the policy changes."""
         return self._local.get(policy)
@@ -322,7 +327,7 @@ def _run_groups(
 
     pending = list(groups)
     try:
-        if pool.num_workers <= 1:
+        if pool.in_process:
             while pending:
                 group = pending.pop(0)
                 try:

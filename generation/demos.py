@@ -21,6 +21,7 @@ from generation.data.schema import DatasetSpec
 from generation.envs.cache import EnvCache
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
+from generation.executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,22 @@ def _collect(job: DemoJob, max_attempts: int = 3) -> dict:
     return {"success": bool(ep.success), "attempts": attempt + 1, "steps": len(ep)}
 
 
+def _collect_chunk(jobs: list[DemoJob]) -> int:
+    """A cluster job: one (task, strategy) chunk's demos not yet cached; returns how many ran
+    (a rerun after a crash collects only the missing ones)."""
+    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
+    for job in todo:
+        _collect(job)
+    return len(todo)
+
+
+def _chunks(jobs: list[DemoJob]) -> list[list[DemoJob]]:
+    by_key: dict[tuple, list[DemoJob]] = {}
+    for job in jobs:
+        by_key.setdefault((job.task.suite, job.task.index, job.strategy_id), []).append(job)
+    return list(by_key.values())
+
+
 def _pool(num_workers: int):
     return mp.get_context("forkserver").Pool(num_workers, maxtasksperchild=None)
 
@@ -109,9 +126,11 @@ def collect_state_only(
     num_workers: int = 2,
     seed: int = 0,
     first_episode: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[list[DemoJob], list[Episode]]:
     """State-only scripted demos (strategies round-robin, init states cycled), each cached in
-    ``cache_dir`` as it finishes so that a rerun collects only what is missing."""
+    ``cache_dir`` as it finishes so that a rerun collects only what is missing. ``executor``:
+    a cluster runs one job per (task, strategy) chunk; by default a local process pool."""
     jobs = plan_jobs(tasks, episodes_per_task, Path(cache_dir), seed, first_episode)
     todo = [j for j in jobs if not Path(j.cache_path).is_file()]
     if len(todo) < len(jobs):
@@ -121,7 +140,9 @@ def collect_state_only(
             len(jobs),
             cache_dir,
         )
-    if todo:
+    if todo and executor is not None and executor.name != "local":
+        executor.get([executor.submit(_collect_chunk, c, label="demos") for c in _chunks(todo)])
+    elif todo:
         with _pool(num_workers) as pool:
             for _ in tqdm(
                 pool.imap_unordered(_collect, todo), total=len(todo), desc="demos", unit="ep"
@@ -140,16 +161,18 @@ def collect_demos(
     render_mode: str = "fast",
     keep_failures: bool = False,
     first_episode: int = 0,
+    executor: Executor | None = None,
 ) -> dict:
     """Collect, render and write demos; returns a summary (per-task success, counts, path).
-    ``first_episode`` > 0 continues a task's episode numbering (held-out demos)."""
+    ``first_episode`` > 0 continues a task's episode numbering (held-out demos). ``executor``:
+    where the state-only demos are collected (rendering stays in this process's pool)."""
     from generation.data.writer import write_episodes
 
     spec = spec or DatasetSpec()
     out_root = Path(out_root)
     cache_dir = out_root.parent / f".{out_root.name}.cache"
     jobs, episodes = collect_state_only(
-        tasks, episodes_per_task, cache_dir, num_workers, seed, first_episode
+        tasks, episodes_per_task, cache_dir, num_workers, seed, first_episode, executor
     )
     per_task: dict[str, dict] = {}
     for job, ep in zip(jobs, episodes, strict=True):

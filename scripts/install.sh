@@ -38,8 +38,8 @@ fi
 stamp=".venv/.dlr-installed"
 want="$(cat pyproject.toml plugins/lerobot_policy_dlr/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[install] pip install -e .[dev] (first time: ~3 minutes, ~7.7 GB)"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "[install] pip install -e .[dev,ray] (first time: ~3 minutes, ~7.9 GB)"
+  .venv/bin/python -m pip install -q -e ".[dev,ray]"
   # lerobot's CLIs (lerobot-train, lerobot-eval) discover our policies through this plugin
   .venv/bin/python -m pip install -q -e plugins/lerobot_policy_dlr --no-deps
   echo "$want" > "$stamp"

@@ -15,6 +15,9 @@ Unconfounded data: every source rolls out on one shared schedule of init states 
 every source's episodes on the same init states in the same numbers (as many per state as
 every source solved there, up to K).
 
+The per-task steps are jobs in ``steps.py``; an executor (``generation/executor.py``) runs
+them here one after another, or as Ray tasks across a cluster, into the same run folder.
+
 Run folder (docs/architecture.md): ``generation/<suite>/<index>/{demos,discover,learn,
 reinforce/<source>/[pattern_<k>],rollouts/<source>,analysis}`` and
 ``datasets/<source>/{full,n<size>}``, every step with a manifest.json; completed steps are
@@ -24,8 +27,6 @@ skipped, PPO resumes from checkpoints.
 from __future__ import annotations
 
 import logging
-import math
-import pickle
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -46,25 +47,22 @@ from pydantic import (
 
 from generation.data.episode import Episode
 from generation.dlr import datasets as ds
-from generation.dlr import occupancy as occ
-from generation.dlr.discover import Discovery, VAEConfig, discover, label_report
+from generation.dlr import steps
+from generation.dlr.discover import Discovery, VAEConfig
 from generation.dlr.diversity import bootstrap_ratios, diversity_table
-from generation.dlr.features import feature_spec
-from generation.dlr.learn import BCConfig, behaviour_clone, pattern_separation
-from generation.dlr.mi import MIBonus, MIConfig
-from generation.dlr.policy import load_policy, save_policy
-from generation.dlr.ppo import PPOConfig, load_snapshots, train_ppo
-from generation.dlr.rollouts import evaluate, init_state_schedule, rollout_schedule
+from generation.dlr.learn import BCConfig
+from generation.dlr.mi import MIConfig
+from generation.dlr.ppo import PPOConfig
+from generation.dlr.steps import PATTERNED, run_task
 from generation.envs import SCENE_VERSION
-from generation.envs.libero_env import EnvConfig
-from generation.envs.suites import DEFAULT_HORIZON, TaskSpec, parse_tasks
-from generation.manifest import atomic_write, read_manifest, run_step
+from generation.envs.suites import parse_tasks
+from generation.executor import Executor, LocalExecutor, RayExecutor
+from generation.manifest import read_manifest, run_step
 
 log = logging.getLogger(__name__)
 
 
 SOURCES = ("dlr", "o2o", "o2o_kl", "mi")
-PATTERNED = ("dlr", "mi")  # sources whose policy takes a pattern z
 # what makes each source what it is, applied before the recipe's per-source overrides
 SOURCE_PPO_DEFAULTS: dict[str, dict] = {"o2o": {"kl_coef": 0.0}}
 # fields of the nested configs that the pipeline computes, and the recipe key that sets each
@@ -207,300 +205,6 @@ class GenerationConfig(BaseModel):
         return out
 
 
-def _dump(obj, path: Path) -> None:
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f)
-
-
-def _load(path: Path):
-    with open(path, "rb") as f:
-        return pickle.load(f)
-
-
-def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
-    """Every per-task step; returns the steps' results."""
-    tdir = run_dir / "generation" / task.suite / str(task.index)
-    K = cfg.num_patterns
-    horizon = cfg.horizon or DEFAULT_HORIZON[task.suite]
-    env_config = EnvConfig(horizon=horizon)
-    out: dict = {}
-
-    # ---- demonstrations: the recipe's demo dataset if there is one, else scripted demos
-    demo_root = run_dir / "demos" / task.suite
-    demo_cfg = {
-        "task": task.key,
-        "demos_per_strategy": cfg.demos_per_strategy,
-        "seed": cfg.seed,
-        # chained by content: the demos' manifest hash, not their path
-        "dataset": (read_manifest(demo_root) or {}).get("config_hash")
-        if demo_root.exists()
-        else None,
-        "horizon": horizon,
-    }
-
-    def demos_step(d: Path) -> dict:
-        if demo_cfg["dataset"]:
-            from generation.data.reader import load_episodes
-
-            eps = [e for e in load_episodes(demo_root) if e.task_index == task.index and e.success]
-        else:
-            from generation.demonstrators import demonstrator_for
-            from generation.demos import collect_state_only
-
-            n = cfg.demos_per_strategy * demonstrator_for(task).n_strategies
-            _, eps = collect_state_only([task], n, d / "cache", cfg.num_envs, cfg.seed)
-            eps = [e for e in eps if e.success]
-        _dump(eps, d / "demos.pkl")
-        return {"episodes": len(eps), "strategies": sorted({e.strategy_id for e in eps})}
-
-    out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step, force=force)
-    demos = _load(tdir / "demos" / "demos.pkl")
-    chain = {"demos": demo_cfg}
-
-    # ---- 1. discover
-    chain["discover"] = {"vae": asdict(replace(cfg.vae, num_patterns=K, seed=cfg.seed))}
-
-    def discover_step(d: Path) -> dict:
-        relative = feature_spec(task, "goal")["relative"] if cfg.vae.goal_relative else []
-        disc = discover(demos, replace(cfg.vae, num_patterns=K, seed=cfg.seed), horizon, relative)
-        disc.save(d / "vae.pt")
-        report = label_report(disc, demos)
-        state_labels = [disc.label_states(e.states, e.env_states).tolist() for e in demos]
-        _dump(
-            {"episode_labels": report["episode_labels"], "state_labels": state_labels},
-            d / "labels.pkl",
-        )
-        return report
-
-    out["discover"] = run_step(tdir / "discover", chain, discover_step, force=force)
-    labels = out["discover"]["episode_labels"]
-
-    # ---- 2. learn: pi(a|s,z) on labelled demos, and pi(a|s) for O2O
-    chain["learn"] = {
-        "bc": asdict(replace(cfg.bc, seed=cfg.seed)),
-        "eval_episodes": cfg.eval_episodes,
-        "eval_kept": True,  # eval_episodes.pkl: BC's own behaviour, occupancy's baseline
-    }
-
-    def learn_step(d: Path) -> dict:
-        bc_cfg = replace(cfg.bc, seed=cfg.seed)
-        spec = feature_spec(task, bc_cfg.features)
-        dlr_policy, dlr_losses = behaviour_clone(demos, labels, K, bc_cfg, spec)
-        o2o_policy, o2o_losses = behaviour_clone(demos, None, 0, bc_cfg, spec)
-        save_policy(dlr_policy, d / "policy_dlr.pt")
-        save_policy(o2o_policy, d / "policy_o2o.pt")
-        result = {"bc_nll_dlr": dlr_losses[-1], "bc_nll_o2o": o2o_losses[-1]}
-        if cfg.eval_episodes:
-            paths, kept = {}, {}
-            for k in range(K):
-                r = evaluate(
-                    dlr_policy, task, k, cfg.eval_episodes, env_config, cfg.num_envs, cfg.seed
-                )
-                result[f"success_pattern_{k}"] = r.success_rate
-                paths[k] = [e.eef_path for e in r.episodes]
-                kept[k] = r.episodes
-            r = evaluate(
-                o2o_policy, task, None, cfg.eval_episodes, env_config, cfg.num_envs, cfg.seed
-            )
-            result["success_o2o"] = r.success_rate
-            kept[-1] = r.episodes
-            result |= pattern_separation(paths)
-            _dump(kept, d / "eval_episodes.pkl")
-        return result
-
-    out["learn"] = run_step(tdir / "learn", chain, learn_step, force=force)
-
-    # ---- 3. reinforce
-    runs = []  # (source, pattern, policy file)
-    if "dlr" in cfg.sources:
-        runs += [("dlr", k, "policy_dlr.pt") for k in range(K)]
-    for source in ("o2o", "o2o_kl"):
-        if source in cfg.sources:
-            runs.append((source, None, "policy_o2o.pt"))
-    if "mi" in cfg.sources:
-        runs.append(("mi", "sample", "policy_dlr.pt"))
-    final_dirs: dict[str, Path] = {}
-    for source, pattern, init_file in runs:
-        rdir = (
-            tdir / "reinforce" / source / (f"pattern_{pattern}" if isinstance(pattern, int) else "")
-        )
-        ppo_cfg = cfg.source_ppo(source)
-        step_cfg = chain | {
-            "reinforce": {
-                "source": source,
-                "pattern": pattern,
-                "ppo": asdict(ppo_cfg),
-                "mi": asdict(cfg.mi) if source == "mi" else None,
-            }
-        }
-
-        def ppo_step(
-            d: Path, pattern=pattern, init_file=init_file, ppo_cfg=ppo_cfg, source=source
-        ) -> dict:
-            init = load_policy(tdir / "learn" / init_file)
-            bonus = MIBonus(init, cfg.mi, cfg.seed) if source == "mi" else None
-            res = train_ppo(init, task, pattern, ppo_cfg, d, env_config, bonus=bonus)
-            save_policy(res.policy, d / "policy.pt")
-            last = res.curves.iloc[-1].to_dict()
-            return {
-                k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in last.items()
-            }
-
-        out[f"reinforce/{source}/{pattern}"] = run_step(rdir, step_cfg, ppo_step, force=force)
-        final_dirs[f"{source}/{pattern}"] = rdir
-
-    # ---- rollouts of the final policies on the task's shared init-state schedule
-    n_states = math.ceil(cfg.episodes_per_task / K)
-    schedule = init_state_schedule(task, n_states * cfg.max_attempts_per_kept, cfg.seed)
-    for source in cfg.sources:
-        patterns = list(range(K)) if source in PATTERNED else [None]
-        runs_of = {p: final_dirs[f"{source}/{'sample' if source == 'mi' else p}"] for p in patterns}
-        # an unpatterned source rolls K episodes per init state, a patterned one one per pattern
-        repeats = 1 if source in PATTERNED else K
-        step_cfg = {
-            "policies": {str(p): read_manifest(runs_of[p])["config_hash"] for p in patterns},
-            "schedule": schedule,
-            "repeats": repeats,
-            "keep_failures": cfg.keep_failures,
-        }
-
-        def rollout_step(
-            d: Path, source=source, patterns=patterns, runs_of=runs_of, repeats=repeats
-        ):
-            by_pattern, stats = {}, {}
-            for p in patterns:
-                r = rollout_schedule(
-                    load_policy(runs_of[p] / "policy.pt"),
-                    task,
-                    p,
-                    [s for s in schedule for _ in range(repeats)],
-                    source,
-                    env_config,
-                    cfg.num_envs,
-                    seed=cfg.seed + 1,
-                )
-                by_pattern[-1 if p is None else p] = r.episodes
-                stats[str(p)] = {
-                    "attempted": r.attempted,
-                    "succeeded": r.succeeded,
-                    "success_rate": r.success_rate,
-                    "kept": r.attempted if cfg.keep_failures else r.succeeded,
-                }
-            _dump(by_pattern, d / "episodes.pkl")
-            return stats
-
-        out[f"rollouts/{source}"] = run_step(
-            tdir / "rollouts" / source, step_cfg, rollout_step, force=force
-        )
-
-    # ---- analysis: mode occupancy of the rollouts and of PPO's snapshots
-    analysis_cfg = {
-        "keep_failures": cfg.keep_failures,
-        "discover": read_manifest(tdir / "discover")["config_hash"],
-        "rollouts": {s: read_manifest(tdir / "rollouts" / s)["config_hash"] for s in cfg.sources},
-        "reinforce": {k: read_manifest(v)["config_hash"] for k, v in final_dirs.items()},
-    }
-
-    def analysis_step(d: Path) -> dict:
-        counts = occupancy_counts(task, cfg, tdir, final_dirs, demos)
-        counts.to_parquet(d / "occupancy.parquet", index=False)
-        n_labels = {"vae": K, "strategy": strategy_count(demos)}
-        summary = occ.summarise(counts, n_labels) if len(counts) else pd.DataFrame()
-        final = summary[summary["stage"] == "rollouts"] if len(summary) else summary
-        return {
-            f"{r.source}/{r.pattern}/{r.labeler}": {"n": r.n, "entropy": r.entropy}
-            for r in final.itertuples()
-        }
-
-    out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step, force=force)
-    return out
-
-
-def strategy_count(demos: list[Episode]) -> int:
-    return max((e.strategy_id for e in demos), default=0) + 1
-
-
-def occupancy_counts(
-    task: TaskSpec,
-    cfg: GenerationConfig,
-    tdir: Path,
-    final_dirs: dict[str, Path],
-    demos: list[Episode],
-) -> pd.DataFrame:
-    """Long table of label counts over the kept episodes (successes; failures too when
-    ``keep_failures``): BC's evaluation episodes (``stage='bc'``, iteration 0), PPO's
-    snapshots pooled over six windows of training (``stage='ppo'``, iteration = the window's
-    last) and the final rollouts (``stage='rollouts'``)."""
-    failures = cfg.keep_failures
-    disc = Discovery.load(tdir / "discover" / "vae.pt")
-    demo_paths = [e.eef_path for e in demos]
-    demo_strategies = [e.strategy_id for e in demos]
-    has_strategies = bool(demos) and min(demo_strategies) >= 0
-
-    K = cfg.num_patterns
-
-    def vote(states: np.ndarray, env_states: np.ndarray) -> int:
-        return int(np.bincount(disc.label_states(states, env_states), minlength=K).argmax())
-
-    rows: list[dict] = []
-
-    def add(group: dict, episodes: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        if not episodes:
-            return
-        rows.extend(occ.count_rows([vote(s, e) for s, e in episodes], labeler="vae", **group))
-        if has_strategies:
-            paths = [s[:, :3] for s, _ in episodes]
-            labels = occ.nearest_strategy(paths, demo_paths, demo_strategies)
-            rows.extend(occ.count_rows(labels, labeler="strategy", **group))
-
-    bc_file = tdir / "learn" / "eval_episodes.pkl"
-    bc = _load(bc_file) if bc_file.is_file() else {}
-    for source in cfg.sources:
-        # BC's own behaviour (Learn's evaluation): the baseline PPO starts from
-        bc_patterns = [k for k in bc if k >= 0] if source in PATTERNED else [-1]
-        for k in bc_patterns:
-            if k in bc:
-                group = dict(task=task.key, source=source, pattern=int(k), stage="bc", iteration=0)
-                add(group, [(e.states, e.env_states) for e in bc[k] if e.success or failures])
-        by_pattern = _load(tdir / "rollouts" / source / "episodes.pkl")
-        last_iter = {
-            key: int(read_manifest(d)["result"].get("iteration") or 0)
-            for key, d in final_dirs.items()
-            if key.startswith(f"{source}/")
-        }
-        for pattern, eps in by_pattern.items():
-            run_key = (
-                f"{source}/{'sample' if source == 'mi' else (None if pattern < 0 else pattern)}"
-            )
-            group = dict(
-                task=task.key,
-                source=source,
-                pattern=int(pattern),
-                stage="rollouts",
-                iteration=last_iter.get(run_key, 0),
-            )
-            add(group, [(e.states, e.env_states) for e in eps if e.success or failures])
-        for key, d in final_dirs.items():
-            if not key.startswith(f"{source}/"):
-                continue
-            # snapshots pooled in six windows of training (each iteration holds few episodes);
-            # a window is named by its last iteration
-            n_iter = cfg.source_ppo(source).num_iterations
-            width = max(1, math.ceil(n_iter / 6))
-            windows: dict[int, list[dict]] = {}
-            for iteration, eps in load_snapshots(d).items():
-                end = min(n_iter, math.ceil(iteration / width) * width)
-                windows.setdefault(end, []).extend(e for e in eps if e["success"] or failures)
-            for end, ok in sorted(windows.items()):
-                for z in sorted({e["z"] for e in ok}):
-                    group = dict(
-                        task=task.key, source=source, pattern=int(z), stage="ppo", iteration=end
-                    )
-                    add(group, [(e["states"], e["env_states"]) for e in ok if e["z"] == z])
-    columns = ["task", "source", "pattern", "stage", "iteration", "labeler", "label", "count"]
-    return pd.DataFrame(rows, columns=columns)
-
-
 @contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch threads. The generator's networks are small MLPs and
@@ -514,23 +218,49 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
+def run_generation(
+    cfg: GenerationConfig, run_dir: Path, force: bool = False, executor: Executor | None = None
+) -> dict:
     """Run every task, then write matched datasets and diversity; returns a summary.
-    ``force``: rebuild every step, complete or not."""
+    ``force``: rebuild every step, complete or not. ``executor``: where the jobs run (each
+    task's prepare, its PPO runs and its rollouts, and each source's rendering); by default
+    in this process, one after another."""
     with torch_threads(1):
-        return _run_generation(cfg, Path(run_dir), force)
+        return _run_generation(cfg, Path(run_dir), force, executor or LocalExecutor())
 
 
-def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
+def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool, executor: Executor) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     tasks = parse_tasks(cfg.suite, cfg.tasks)
+    if isinstance(executor, RayExecutor):
+        executor.check_fits(cfg.num_envs, "generation.num_envs")  # else it would wait forever
+        run_dir = run_dir.resolve()  # a worker's working folder is not ours
     summary: dict = {"tasks": {}, "wall_time_s": {}}
     t0 = time.time()
-    for task in tasks:
-        t = time.time()
-        summary["tasks"][task.key] = run_task(task, cfg, run_dir, force)
-        summary["wall_time_s"][task.key] = time.time() - t
+    jobs = {}
+    for task in tasks:  # the local executor runs each job here; Ray runs them as it can
+        cpus = {"num_cpus": cfg.num_envs}  # each job's env worker processes
+        prep = executor.submit(
+            steps.prepare_task, task, cfg, run_dir, force, label=f"prepare {task.key}", **cpus
+        )
+        ppo = {}
+        for source, pattern in steps.reinforce_runs(cfg):  # each PPO run its own job
+            ppo[f"reinforce/{source}/{pattern}"] = executor.submit(
+                steps.reinforce_run, task, cfg, run_dir, source, pattern, force, prep,
+                label=f"ppo {task.key} {source} {pattern}", **cpus,
+            )  # fmt: skip
+        finish = executor.submit(
+            steps.finish_task, task, cfg, run_dir, force, *ppo.values(),
+            label=f"rollouts {task.key}", **cpus,
+        )  # fmt: skip
+        jobs[task.key] = (prep, ppo, finish)
+    for key, (prep, ppo, finish) in jobs.items():
+        (prepared,) = executor.get([prep])
+        reinforced = dict(zip(ppo, executor.get(list(ppo.values())), strict=True))
+        (finished,) = executor.get([finish])
+        summary["tasks"][key] = prepared | reinforced | finished
+        summary["wall_time_s"][key] = time.time() - t0  # from the start until the task is done
 
     # ---- matched datasets over all tasks
     rollout_hashes = {
@@ -554,7 +284,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -
 
         rollouts_of = {
             t.key: {
-                s: _load(
+                s: steps.load(
                     run_dir
                     / "generation"
                     / t.suite
@@ -600,7 +330,7 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -
             for s, eps in matched.items():
                 ordered[s][t.key] = eps
                 trajs[(s, t.key)] = [e.eef_path for e in eps if e.success]
-            trajs[("demo", t.key)] = [e.eef_path for e in _load(tdir / "demos" / "demos.pkl")]
+            trajs[("demo", t.key)] = [e.eef_path for e in steps.load(tdir / "demos" / "demos.pkl")]
             ci_tables.append(_diversity_cis(matched, t.key, cfg))
         n_full = min(n for counts in per_task.values() for n in counts.values())
         if n_full == 0:
@@ -612,14 +342,13 @@ def _run_generation(cfg: GenerationConfig, run_dir: Path, force: bool = False) -
         sizes = ds.subset_dirs(cfg.subset_sizes, n_full, n_max)
         written = {}
         for s in sources:
-            written[s] = ds.write_source_datasets(
-                ordered[s],
-                d / s,
-                sizes,
-                f"local/dlr_{s}",
-                DatasetSpec(image_size=cfg.image_size),
-                render_workers=cfg.num_envs,
-            )
+            # one render job per source (its own render worker processes)
+            written[s] = executor.submit(
+                ds.write_source_datasets, ordered[s], d / s, sizes, f"local/dlr_{s}",
+                DatasetSpec(image_size=cfg.image_size), None, cfg.num_envs,
+                num_cpus=cfg.num_envs, label=f"render {s}",
+            )  # fmt: skip
+        written = dict(zip(written, executor.get(list(written.values())), strict=True))
         # diversity over successful episodes only (a dataset may keep failures: n says how many)
         table = diversity_table({k: v for k, v in trajs.items() if len(v) > 0})
         n_eps = {k: len(v) for k, v in trajs.items()}
@@ -670,4 +399,4 @@ def _diversity_cis(matched: dict[str, list[Episode]], task_key: str, cfg) -> pd.
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-__all__ = ["GenerationConfig", "run_generation", "run_task", "Discovery"]
+__all__ = ["PATTERNED", "GenerationConfig", "run_generation", "run_task", "Discovery"]

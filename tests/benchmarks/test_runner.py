@@ -219,7 +219,7 @@ def test_pretraining_names_a_subset_generation_could_not_fill(tmp_path):
 
 
 def test_force_reaches_the_generation_steps(tmp_path, monkeypatch):
-    import generation.dlr.pipeline as pipeline
+    import generation.dlr.steps as steps
 
     seen = []
 
@@ -230,7 +230,7 @@ def test_force_reaches_the_generation_steps(tmp_path, monkeypatch):
         seen.append((Path(step_dir).name, force))
         raise Stop("recorded")
 
-    monkeypatch.setattr(pipeline, "run_step", run_step)
+    monkeypatch.setattr(steps, "run_step", run_step)
     p = tmp_path / "g.yaml"
     p.write_text(yaml.safe_dump({"name": "g", "run_dir": str(tmp_path / "run"),
                                  "stages": ["generation"]}))  # fmt: skip
