@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,7 @@ TINY = {
     },
 }
 
+PPO_RUNS = ["dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"]
 _ISOLATED = (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot"))
 
 
@@ -306,11 +308,18 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tm
 
     run, _ = tiny_run
     killed = tmp_path / "run"
-    target = random.choice(["dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"])
+    target = random.choice(PPO_RUNS)
     delay = random.uniform(0.0, 0.5)
     where = f"killed in reinforce/{target}, {delay:.2f} s after its first checkpoint"
     tdir = killed / "generation" / "libero_object" / "0"
     first_checkpoint = tdir / "reinforce" / target / "checkpoint.pt"
+    # the steps the kill cannot touch (upstream and sibling runs) as the uninterrupted run left
+    # them: complete for the same config, so the killed run starts at the target's PPO
+    done = run / "generation" / "libero_object" / "0"
+    for step in ["demos", "discover", "learn"] + [
+        f"reinforce/{r}" for r in PPO_RUNS if r != target
+    ]:
+        shutil.copytree(done / step, tdir / step)
     env = os.environ | {var: str(tmp_path / sub) for var, sub in _ISOLATED}
     script = (
         "from generation.dlr.pipeline import GenerationConfig, run_generation\n"
@@ -349,7 +358,7 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tm
     assert sorted(got) == sorted(expected), where
     for name, data in expected.items():
         assert got[name] == data, f"{where}: datasets/{name} differs"
-    for source in ("dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"):
+    for source in PPO_RUNS:
         a = torch.load(run / "generation/libero_object/0/reinforce" / source / "policy.pt",
                        weights_only=False)  # fmt: skip
         b = torch.load(tdir / "reinforce" / source / "policy.pt", weights_only=False)
