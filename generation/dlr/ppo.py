@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import pickle
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from generation.dlr.policy import Critic, GaussianPolicy, gaussian_kl, obs_vecto
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
 from generation.envs.vector import SubprocVectorEnv
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,18 @@ CURVE_COLUMNS = [
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_pickle(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def _write_curves(rows: list[dict], out_dir: Path) -> None:
-    tmp = out_dir / f".curves.csv.tmp-{os.getpid()}"
-    pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "curves.csv")
+    with atomic_write(out_dir / "curves.csv") as tmp:
+        pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(tmp, index=False)
 
 
 def plot_curves(curves: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -285,7 +281,7 @@ def train_ppo(
         disable=None,  # off when stderr is not a terminal
     )
     try:
-        carried = ck.get("rollout") if start_iter else None
+        carried = ck.get("rollout")
         if carried is not None:  # mid-episode envs, as the checkpoint left them
             next_obs = torch.as_tensor(obs_vector(envs.set_state(carried["envs"])))
             if not torch.equal(next_obs, carried["next_obs"]):
