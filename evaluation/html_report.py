@@ -15,7 +15,6 @@ import html
 import importlib.metadata
 import json
 import logging
-import os
 import platform
 import re
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import markdown
 
 from evaluation.report_media import Clip, dataset_clips, evaluation_clips
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ def write_html_report(
 </main></body></html>
 """
     path = folder / "index.html"
-    tmp = folder / f".index.html.tmp-{os.getpid()}"
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(page)
     log.info("HTML report: %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path

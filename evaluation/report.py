@@ -22,7 +22,6 @@ It never runs a model; whatever input is missing skips its part with a note.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from evaluation.display import (
     source_label,
 )
 from evaluation.stats import format_rate, pool, suite_average
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,8 @@ def to_latex(df: pd.DataFrame, caption: str = "") -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -201,9 +200,8 @@ def write_table(
         f"{name}_md": _write_text(out_dir / f"{name}.md", to_markdown(display)),
         f"{name}_tex": _write_text(out_dir / f"{name}.tex", to_latex(display, caption)),
     }
-    tmp = out_dir / f".{name}.csv.tmp-{os.getpid()}"
-    numbers.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / f"{name}.csv")
+    with atomic_write(out_dir / f"{name}.csv") as tmp:
+        numbers.to_csv(tmp, index=False)
     out[f"{name}_csv"] = out_dir / f"{name}.csv"
     return out
 

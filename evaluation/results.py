@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from evaluation.stats import RESULT_COLUMNS, RESULT_KEY
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def _locked(path: Path):
+def _locked(path: Path) -> FileLock:
     """An exclusive lock beside ``path``: several evaluations may merge into one file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return FileLock(path.with_name(path.name + ".lock"))
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -51,9 +44,8 @@ def merge_table(
             merged[column] = merged[column].astype(int)
         merged = merged.drop_duplicates(subset=key, keep="last")
         merged = merged.sort_values(key).reset_index(drop=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        merged.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            merged.to_parquet(tmp, index=False)
     log.info("merged %d row(s) into %s (%d rows)", len(df), path, len(merged))
     return merged
 

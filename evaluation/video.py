@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from generation.data.schema import FPS
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 CODECS = ("libx264", "mpeg4")
@@ -23,24 +23,22 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = FPS) 
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames[0].shape[:2]
     even_h, even_w = height + height % 2, width + width % 2
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     last_error: Exception | None = None
     for codec in CODECS:
         try:
-            with av.open(str(tmp), "w") as container:
-                stream = container.add_stream(codec, rate=fps)
+            # the container format from the real suffix: the temp name ends in ".tmp-<pid>"
+            with atomic_write(path) as tmp, av.open(str(tmp), "w", format=path.suffix[1:]) as out:
+                stream = out.add_stream(codec, rate=fps)
                 stream.width, stream.height, stream.pix_fmt = even_w, even_h, "yuv420p"
                 for frame in frames:
                     padded = np.zeros((even_h, even_w, 3), np.uint8)
                     padded[:height, :width] = frame
                     for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")):
-                        container.mux(packet)
+                        out.mux(packet)
                 for packet in stream.encode():
-                    container.mux(packet)
-            os.replace(tmp, path)
+                    out.mux(packet)
             return path
         except Exception as err:  # noqa: BLE001 - try the next codec
             last_error = err
             log.warning("codec %s failed for %s: %r", codec, path, err)
-            tmp.unlink(missing_ok=True)
     raise RuntimeError(f"could not write {path} with any of {CODECS}") from last_error

@@ -58,16 +58,15 @@ _SCALARS = (
 
 
 def save_episode_npz(episode: Episode, path) -> None:
-    """Cache one episode (no images) atomically: write ``<path>.tmp`` then rename."""
+    """Cache one episode (no images) atomically (a temp file renamed into place)."""
     import json
-    import os
 
-    path = str(path)
-    tmp = path + ".tmp.npz"
+    from generation.manifest import atomic_write
+
     meta = {k: getattr(episode, k) for k in _SCALARS}
     meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in meta.items()}
-    np.savez(tmp, meta=json.dumps(meta), **{k: getattr(episode, k) for k in _ARRAYS})
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
+        np.savez(f, meta=json.dumps(meta), **{k: getattr(episode, k) for k in _ARRAYS})
 
 
 def load_episode_npz(path) -> Episode:

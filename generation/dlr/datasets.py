@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from generation.data.episode import Episode
 from generation.data.schema import EPISODE_META_FILE
+from generation.manifest import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,8 @@ def write_subset(src, root: Path, keep: Sequence[int], repo_id: str) -> Path:
     if not keep or keep != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= total:
         raise ValueError(f"episodes to keep must increase within 0..{total - 1}, got {keep}")
     root = Path(root)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(root) as tmp:
+        tmp.rmdir()  # copytree and delete_episodes create the folder themselves
         if len(keep) == total:
             shutil.copytree(src.root, tmp)
         else:
@@ -183,12 +182,6 @@ def write_subset(src, root: Path, keep: Sequence[int], repo_id: str) -> Path:
         meta = pd.read_parquet(Path(src.root) / EPISODE_META_FILE).set_index("episode_index")
         meta = meta.loc[keep].reset_index(drop=True).rename_axis("episode_index").reset_index()
         meta.to_parquet(tmp / EPISODE_META_FILE)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
     return root
 
 
