@@ -1,5 +1,7 @@
 import os
 import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +24,57 @@ def object_env():
     env = LiberoEnv(("libero_object", 0))
     yield env
     env.close()
+
+
+# the tests' tiny recipe: every stage, LIBERO-Object task 0 (K=2, DLR, O2O, O2O+KL, MI, two PPO
+# iterations each), one env worker per job (the test Ray cluster's nodes have one CPU each)
+TINY_RECIPE = {
+    "name": "tiny",
+    "stages": ["demos", "generation", "pretraining", "adaptation", "evaluation", "report"],
+    "demos": {"suites": ["libero_spatial"], "tasks": [0], "episodes_per_task": 3, "image_size": 32,
+              "num_workers": 1},
+    "generation": {
+        "suite": "libero_object", "tasks": [0], "num_patterns": 2, "demos_per_strategy": 1,
+        "horizon": 20, "num_envs": 1, "env_steps_per_pattern": 20,
+        "vae": {"epochs": 3, "restarts": 1}, "bc": {"epochs": 3, "hidden": 32},
+        "ppo": {"num_steps": 10, "update_epochs": 1, "num_minibatches": 1, "critic_hidden": 16,
+                "snapshot_every": 2},
+        "eval_episodes": 0, "episodes_per_task": 2, "subset_sizes": [1], "max_attempts_per_kept": 1,
+        "keep_failures": True, "image_size": 32, "sources": ["dlr", "o2o", "o2o_kl", "mi"],
+    },
+    "pretraining": {"archs": ["openvla"], "sources": ["dlr", "o2o"], "sizes": ["n1", "full"],
+                    "steps": 2, "batch_size": 2, "warmup_steps": 1},
+    "adaptation": {"suites": ["libero_spatial"], "steps": 2, "batch_size": 2, "warmup_steps": 1},
+    "evaluation": {"episodes_per_task": 1, "num_workers": 1, "horizon": 5,
+                   "offline_episodes_per_task": 1,
+                   "robustness": [{"suite": "libero_spatial", "perturbations": ["swap"]}]},
+}  # fmt: skip
+
+
+def write_recipe(path: Path, run_dir: Path, recipe: dict = TINY_RECIPE) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({**recipe, "run_dir": str(run_dir)}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """``dlr run`` of the tiny recipe, every stage, run once for the session's slow tests: the
+    CLI test checks it, the generation tests read and resume from it, the Ray test compares
+    against it. Tests must not change it. (recipe dict, recipe file, run folder, HOME, and
+    ``write_recipe(path, run_dir)`` for the same recipe into another run folder)"""
+    from benchmarks.cli import main
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    home = tmp / "home"
+    recipe = write_recipe(tmp / "tiny.yaml", tmp / "run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))  # robosuite and datasets write under ~
+        assert main(["run", str(recipe)]) == 0
+    return SimpleNamespace(
+        recipe=TINY_RECIPE, path=recipe, run=tmp / "run", home=home, write_recipe=write_recipe
+    )
 
 
 @pytest.fixture(scope="session")

@@ -200,6 +200,7 @@ def write_episodes(
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"no episodes to write to {root}")
     _drop_fingerprints(tmp)
+    sort_stats(tmp)
     meta = pd.DataFrame(rows)
     write_episode_table(tmp, meta)  # where lerobot's edit tools keep it
     meta.to_parquet(tmp / EPISODE_META_FILE)  # a flat copy for pandas users
@@ -208,6 +209,15 @@ def write_episodes(
     os.replace(tmp, root)
     log.info("wrote %d episodes to %s", len(rows), root)
     return root
+
+
+def sort_stats(root: Path) -> None:
+    """Rewrite ``meta/stats.json`` with sorted keys: lerobot aggregates over a set of feature
+    names, whose order changes with each process's hash seed (same numbers, other bytes)."""
+    path = root / "meta" / "stats.json"
+    stats = json.loads(path.read_text())
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(stats, indent=4, ensure_ascii=False, sort_keys=True))
 
 
 def _drop_fingerprints(root: Path) -> None:

@@ -192,6 +192,8 @@ def _restate_renumbered_stats(root: Path) -> None:
     from lerobot.datasets.compute_stats import aggregate_stats, get_feature_stats
     from lerobot.datasets.io_utils import load_stats, write_stats
 
+    from generation.data.writer import sort_stats
+
     columns = ["index", "episode_index", "task_index"]
     files = sorted((root / "data").rglob("*.parquet"))
     frames = pd.concat([pd.read_parquet(f, columns=columns) for f in files])
@@ -200,6 +202,7 @@ def _restate_renumbered_stats(root: Path) -> None:
         for _, ep in frames.groupby("episode_index")
     ]
     write_stats({**load_stats(root), **aggregate_stats(per_episode)}, root)
+    sort_stats(root)
 
 
 def _drop_hf_cache(dataset) -> None:

@@ -57,48 +57,26 @@ def test_bad_recipe_key_names_the_path(tmp_path, capsys):
     assert "demos.episodes_per_tsk: unknown key" in capsys.readouterr().err
 
 
-TINY = {
-    "name": "tiny",
-    "stages": ["demos", "generation", "pretraining", "adaptation", "evaluation", "report"],
-    "demos": {"suites": ["libero_spatial"], "tasks": [0], "episodes_per_task": 3, "image_size": 32, "num_workers": 1},
-    "generation": {
-        "suite": "libero_object", "tasks": [0], "num_patterns": 2, "demos_per_strategy": 1, "horizon": 20,
-        "num_envs": 1, "env_steps_per_pattern": 20, "vae": {"epochs": 3, "restarts": 1},
-        "bc": {"epochs": 3, "hidden": 32},
-        "ppo": {"num_steps": 10, "update_epochs": 1, "num_minibatches": 1, "critic_hidden": 16},
-        "eval_episodes": 0, "episodes_per_task": 2, "subset_sizes": [1], "max_attempts_per_kept": 1,
-        "keep_failures": True, "image_size": 32, "sources": ["dlr", "o2o"],
-    },
-    "pretraining": {"archs": ["openvla"], "sources": ["dlr", "o2o"], "sizes": ["n1", "full"], "steps": 2,
-                    "batch_size": 2, "warmup_steps": 1},
-    "adaptation": {"suites": ["libero_spatial"], "steps": 2, "batch_size": 2, "warmup_steps": 1},
-    "evaluation": {"episodes_per_task": 1, "num_workers": 1, "horizon": 5,
-                   "offline_episodes_per_task": 1,
-                   "robustness": [{"suite": "libero_spatial", "perturbations": ["swap"]}]},
-}  # fmt: skip
-
-
 @pytest.mark.slow
-def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, capsys):
+def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tiny_pipeline, monkeypatch):
     import pandas as pd
 
     from generation.data.reader import read_episode_meta
     from generation.manifest import read_manifest
 
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run")}))
-    assert main(["run", str(p)]) == 0
-    run = tmp_path / "run"
+    run = tiny_pipeline.run  # dlr run of the tiny recipe (tests/conftest.py), every stage
     demos = run / "demos" / "libero_spatial"
     meta = read_episode_meta(demos)
     assert len(meta) == 3 and meta.success.all() and sorted(meta.strategy_id) == [0, 1, 2]
     assert read_manifest(demos)["status"] == "complete"
     assert (run / "recipe.yaml").is_file()
-    for source in ("dlr", "o2o"):
+    for source in ("dlr", "o2o", "o2o_kl", "mi"):
         assert len(read_episode_meta(run / "datasets" / source / "full")) == 2
+    for source in ("dlr", "o2o"):
         assert (
             read_manifest(run / "pretraining" / "openvla" / source / "n1")["status"] == "complete"
         )
+    assert not (run / "pretraining" / "openvla" / "mi").exists()  # not in pretraining.sources
     results = pd.read_parquet(run / "evaluation" / "results.parquet")
     assert (
         set(results.source) == {"none", "dlr", "o2o"} and len(results) == 5
@@ -117,7 +95,8 @@ def test_run_whole_pipeline_on_a_tiny_recipe_then_skip_when_complete(tmp_path, c
     assert set(perturbed["base_task"]) == set(results["task"])
     assert "swap" in (run / "report" / "robustness.md").read_text()
     before = (demos / "meta" / "info.json").stat().st_mtime_ns
-    assert main(["run", str(p)]) == 0  # complete for the same config: every stage skipped
+    monkeypatch.setenv("HOME", str(tiny_pipeline.home))
+    assert main(["run", str(tiny_pipeline.path)]) == 0  # complete: every stage skipped
     assert (demos / "meta" / "info.json").stat().st_mtime_ns == before
     assert len(pd.read_parquet(run / "evaluation" / "results.parquet")) == 5
     assert pd.read_parquet(run / "evaluation" / "offline.parquet").equals(offline)

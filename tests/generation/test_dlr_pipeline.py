@@ -171,59 +171,21 @@ def test_partial_work_of_another_config_is_not_resumed(tmp_path):
     assert run_step(tmp_path / "s", {"a": 3}, seen) == {"checkpoint": False}
 
 
-# a whole generation run (4 sources, 2 PPO iterations each, rendered datasets) in ~1 min
-TINY = {
-    "suite": "libero_object",
-    "tasks": [0],
-    "num_patterns": 2,
-    "demos_per_strategy": 1,
-    "horizon": 20,
-    "num_envs": 2,
-    "env_steps_per_pattern": 40,
-    "vae": {"epochs": 3, "restarts": 1},
-    "bc": {"epochs": 3, "hidden": 32},
-    "eval_episodes": 0,
-    "episodes_per_task": 2,
-    "subset_sizes": [1],
-    "max_attempts_per_kept": 1,
-    "keep_failures": True,
-    "image_size": 32,
-    "sources": ["dlr", "o2o", "o2o_kl", "mi"],
-    "ppo": {
-        "num_steps": 10,
-        "update_epochs": 1,
-        "num_minibatches": 1,
-        "critic_hidden": 16,
-        "snapshot_every": 2,
-    },
-}
-
 PPO_RUNS = ["dlr/pattern_0", "dlr/pattern_1", "o2o", "o2o_kl", "mi"]
 _ISOLATED = (("HOME", "home"), ("HF_DATASETS_CACHE", "hf"), ("HF_LEROBOT_HOME", "lerobot"))
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny generation run, uninterrupted: (run folder, summary)."""
-    from generation.dlr.pipeline import GenerationConfig, run_generation
-
-    tmp = tmp_path_factory.mktemp("tiny")
-    with pytest.MonkeyPatch.context() as mp:
-        for var, sub in _ISOLATED:
-            mp.setenv(var, str(tmp / sub))
-        summary = run_generation(GenerationConfig.model_validate(TINY), tmp / "run")
-    return tmp / "run", summary
-
-
 @pytest.mark.slow
-def test_pipeline_end_to_end_tiny(tiny_run, tmp_path, monkeypatch):
+def test_pipeline_end_to_end_tiny(tiny_pipeline, tmp_path, monkeypatch):
+    """The generation stage of the tiny recipe's run (tests/conftest.py): 4 sources, 2 PPO
+    iterations each, rendered datasets."""
     for var, sub in _ISOLATED:
         monkeypatch.setenv(var, str(tmp_path / sub))
     from generation.data.reader import load_episodes, read_episode_meta
     from generation.dlr.pipeline import GenerationConfig, run_generation
 
-    cfg = GenerationConfig.model_validate(TINY)
-    run, summary = tiny_run
+    cfg = GenerationConfig.model_validate(tiny_pipeline.recipe["generation"])
+    run = tiny_pipeline.run
     tdir = run / "generation" / "libero_object" / "0"
     for step in [
         "demos",
@@ -275,11 +237,8 @@ def test_pipeline_end_to_end_tiny(tiny_run, tmp_path, monkeypatch):
     assert len(n1) == 1 and np.array_equal(n1.init_state.iloc[0], full_meta.init_state.iloc[0])
     assert (run / "datasets" / "diversity.parquet").exists()
     assert (run / "datasets" / "diversity_ci.parquet").exists()
-    # the report answers the collapse questions from these artefacts
-    from evaluation.report import build_report
-
-    outputs = build_report(run)
-    text = outputs["report"].read_text()
+    # the report stage answered the collapse questions from these artefacts
+    text = (run / "report" / "report.md").read_text()
     for heading in (
         "Does RL collapse?",
         "PPO learning curves",
@@ -287,15 +246,17 @@ def test_pipeline_end_to_end_tiny(tiny_run, tmp_path, monkeypatch):
         "Diversity ratios",
     ):
         assert heading in text, heading
-    assert outputs["learning_curves"].is_file() and outputs["occupancy_plot"].is_file()
+    assert (run / "report" / "learning_curves.png").is_file()
+    assert (run / "report" / "occupancy.png").is_file()
     # a second run skips every completed step
+    before = {p: p.stat().st_mtime_ns for p in sorted(run.rglob("manifest.json"))}
     again = run_generation(cfg, run)
-    assert again["datasets"] == summary["datasets"]
-    assert again["wall_time_s"]["total"] < summary["wall_time_s"]["total"]
+    assert again["datasets"] == read_manifest(run / "datasets")["result"]
+    assert {p: p.stat().st_mtime_ns for p in sorted(run.rglob("manifest.json"))} == before
 
 
 @pytest.mark.slow
-def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tmp_path):
+def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_pipeline, tmp_path):
     """SIGKILL to the whole process group (env workers too) at a random point of a random PPO
     run's last iteration; the rerun reproduces the uninterrupted run's datasets byte for byte."""
     import random
@@ -306,7 +267,7 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tm
 
     import torch
 
-    run, _ = tiny_run
+    run, tiny = tiny_pipeline.run, tiny_pipeline.recipe["generation"]
     killed = tmp_path / "run"
     target = random.choice(PPO_RUNS)
     delay = random.uniform(0.0, 0.5)
@@ -323,7 +284,7 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tm
     env = os.environ | {var: str(tmp_path / sub) for var, sub in _ISOLATED}
     script = (
         "from generation.dlr.pipeline import GenerationConfig, run_generation\n"
-        f"run_generation(GenerationConfig.model_validate({TINY!r}), {str(killed)!r})\n"
+        f"run_generation(GenerationConfig.model_validate({tiny!r}), {str(killed)!r})\n"
     )
     log = tmp_path / "killed.log"
     with open(log, "wb") as out:
@@ -345,7 +306,7 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_run, tm
             mp.setenv(var, value)
         from generation.dlr.pipeline import GenerationConfig, run_generation
 
-        run_generation(GenerationConfig.model_validate(TINY), killed)
+        run_generation(GenerationConfig.model_validate(tiny), killed)
 
     def files(root: Path) -> dict[str, bytes]:
         return {
