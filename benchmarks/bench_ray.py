@@ -2,11 +2,13 @@
 
     MUJOCO_GL=egl python -m benchmarks.bench_ray --tasks 0,1 --rounds 2
 
-Every round runs, in a fresh run folder each (nothing skipped), in rotating order:
-``local`` (the local executor, ``num_envs`` env workers per job), ``ray2`` (a one-machine Ray
-with 2 CPUs, the same jobs), and for scaling ``ray1/1env`` and ``ray2/1env`` (Ray with 1 and 2
-CPUs, jobs of one env worker, so 1 or 2 jobs at a time). A Ray is started and stopped around
-each Ray run, outside its timed part; its workers start inside it, as every ``dlr run``'s do.
+Every round runs, in a fresh run folder and a fresh Python process each (nothing skipped,
+nothing warm from an earlier run: a ``dlr run`` starts cold too), in rotating order: ``local``
+(the local executor, ``num_envs`` env workers per job), ``ray2`` (a one-machine Ray with 2
+CPUs, the same jobs), and for scaling ``ray1/1env`` and ``ray2/1env`` (Ray with 1 and 2 CPUs,
+jobs of one env worker, so 1 or 2 jobs at a time). The clock starts once the process has
+imported the pipeline and, for Ray, started Ray (as a cluster is started before ``dlr run``
+joins it); the Ray workers start and import inside the timed part, as every run's do.
 Prints each median wall time, local/ray2 (goal: >= 0.9, Ray's overhead small) and
 ray1/ray2 (throughput gained by the second worker), each with its range over the rounds.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,8 +51,16 @@ CONFIGS = {  # name: (Ray CPUs or None for the local executor, num_envs per job)
 }
 
 
-def run_once(tasks: list[int], ray_cpus: int | None, num_envs: int) -> float:
-    """Wall seconds of one generation in a fresh run folder."""
+def run_once(tasks: list[int], name: str) -> float:
+    """Wall seconds of one generation of configuration ``name`` in a fresh process."""
+    argv = [sys.executable, "-m", "benchmarks.bench_ray", "--child", name,
+            "--tasks", ",".join(map(str, tasks))]  # fmt: skip
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _child(tasks: list[int], ray_cpus: int | None, num_envs: int) -> float:
+    """Wall seconds of one generation in a fresh run folder (in this process)."""
     from generation.dlr.pipeline import GenerationConfig, run_generation
     from generation.executor import ClusterConfig, executor_session
 
@@ -72,12 +84,16 @@ def main() -> None:
     p.add_argument("--tasks", default="0,1", help="libero_object task indices")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"a subset of {', '.join(CONFIGS)}")
+    p.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)  # one timed run
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="bench-ray-"))  # not /tmp/ray
     tasks = [int(t) for t in args.tasks.split(",")]
+    if args.child:
+        print(_child(tasks, *CONFIGS[args.child]), flush=True)
+        return
     names = args.configs.split(",")
     unknown = set(names) - set(CONFIGS)
     if unknown:
@@ -86,7 +102,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            times[name].append(run_once(tasks, *CONFIGS[name]))
+            times[name].append(run_once(tasks, name))
             print(f"round {r}: {name:10s} {times[name][-1]:7.1f} s", flush=True)
     print(f"\ngeneration of libero_object tasks {tasks}, {args.rounds} rounds (median wall s):")
     for name, t in times.items():

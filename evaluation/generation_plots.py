@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation import display
+from evaluation.plots import save_figure
 from evaluation.stats import wilson_interval
 
 PATTERN_STYLES = ["-", "--", ":", "-."]
@@ -68,9 +69,7 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
         row[0].set_ylim(-3, 103)
         row[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
 
 
 def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
@@ -108,6 +107,4 @@ def occupancy_plot(summary: pd.DataFrame, path: Path) -> Path | None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)

@@ -21,18 +21,21 @@ import pandas as pd  # noqa: E402
 
 from evaluation import display  # noqa: E402
 from evaluation.stats import pool, suite_average  # noqa: E402
+from generation.manifest import atomic_write  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 DODGE = 0.12  # x offset between sources at one size, in units of the gap between sizes
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` atomically (its format from the suffix) and close it."""
+    path = Path(path)
+    try:
+        with atomic_write(path) as tmp:  # the format from the real suffix, not the temp name's
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:])
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -114,7 +117,7 @@ def scaling_curves(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         mean = " (mean over suites)" if len(suites) > 1 else ""
         ax.set_title(f"{arch}: closed-loop success on {where}{mean}", fontsize=10)
         _legend_outside(ax)
-        out[arch] = _save(fig, out_dir / f"scaling_{arch}.png")
+        out[arch] = save_figure(fig, out_dir / f"scaling_{arch}.png")
     return out
 
 
@@ -135,7 +138,7 @@ def offline_curves(offline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         ax.set_ylabel("action MSE (actions in [-1, 1])\nlower is better")
         ax.set_title(f"{arch}: held-out action error, 95% CI", fontsize=10)
         _legend_outside(ax)
-        out[arch] = _save(fig, out_dir / f"offline_{arch}.png")
+        out[arch] = save_figure(fig, out_dir / f"offline_{arch}.png")
     return out
 
 
@@ -222,7 +225,7 @@ def robustness_plots(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
             _legend_outside(ax_drop)
         fig.suptitle(f"{arch}: closed-loop success under LIBERO-PRO perturbations", fontsize=11)
         fig.tight_layout()
-        out[arch] = _save(fig, out_dir / f"robustness_{arch}.png")
+        out[arch] = save_figure(fig, out_dir / f"robustness_{arch}.png")
     return out
 
 
@@ -317,7 +320,7 @@ def tsne_plot(trajs: Mapping[str, TrajectorySet], path: Path, seed: int = 0) -> 
                frameon=False, fontsize=8)  # fmt: skip
     fig.suptitle("t-SNE of end-effector paths (resampled to 50 points), coloured by pattern")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _blocks(ts: TrajectorySet, order: np.ndarray) -> list[float]:
@@ -345,4 +348,4 @@ def pairwise_plot(trajs: Mapping[str, TrajectorySet], path: Path) -> Path | None
         ax.set_xlabel("episode (by task, then pattern)")
         ax.set_ylabel("episode")
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="mean end-effector distance (m)")
-    return _save(fig, path)
+    return save_figure(fig, path)

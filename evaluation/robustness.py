@@ -28,6 +28,7 @@ from evaluation.stats import (
     format_rate,
     wilson_interval,
 )
+from generation.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,8 @@ def write_descriptions(out_dir: str | Path, families: Sequence[Perturbation]) ->
     path = Path(out_dir) / DESCRIPTIONS_FILE
     known = json.loads(path.read_text()) if path.is_file() else {}
     known |= {p.key: p.description for p in families}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
     return path
 
 

@@ -131,8 +131,11 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as tmp:  # the format from the real suffix, not the temp name's
+            fig.savefig(tmp, dpi=100, format=Path(path).suffix[1:])
+    finally:
+        plt.close(fig)
 
 
 def gae(

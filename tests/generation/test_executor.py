@@ -6,6 +6,12 @@ recipe is validated and changes no step's hash."""
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -38,12 +44,56 @@ def _files(root) -> dict[str, bytes]:
     }
 
 
+# each PPO run of the tiny recipe's task: (its folder, its Ray task's name)
+PPO_JOBS = [
+    ("dlr/pattern_0", "ppo libero_object/0 dlr 0"),
+    ("dlr/pattern_1", "ppo libero_object/0 dlr 1"),
+    ("o2o", "ppo libero_object/0 o2o None"),
+    ("o2o_kl", "ppo libero_object/0 o2o_kl None"),
+    ("mi", "ppo libero_object/0 mi sample"),
+]
+
+
+class _Killer(threading.Thread):
+    """While in its block: once ``folder/checkpoint.pt`` exists, SIGKILL the process whose
+    title is ``title`` (a Ray worker names itself ``ray::<task name>`` while it runs a task)."""
+
+    def __init__(self, folder, title: str):
+        super().__init__(daemon=True)
+        self.checkpoint, self.title = folder / "checkpoint.pt", title
+        self.killed: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.checkpoint.exists():
+                for proc in Path("/proc").glob("[0-9]*"):
+                    try:
+                        title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+                    except OSError:
+                        continue
+                    if title.strip() == self.title:
+                        os.kill(int(proc.name), signal.SIGKILL)
+                        self.killed.append(int(proc.name))
+                        return
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.join(timeout=5)
+
+
 @pytest.mark.slow
 def test_dlr_run_on_ray_equals_local(tiny_pipeline, ray_cluster, tmp_path, monkeypatch):
     """``dlr run --ray-address`` of the tiny recipe on a two-node cluster (head + one worker
     node, one CPU each): demos, generation and evaluation run as Ray tasks and write what the
     local run of the same recipe wrote: the same steps and results, the demos and datasets
-    byte for byte, the same evaluation rows; a rerun on Ray skips every step."""
+    byte for byte, the same evaluation rows, although one PPO job's worker is killed mid-run
+    and Ray reruns the job; a rerun on Ray skips every step."""
     import shutil
 
     import yaml
@@ -54,7 +104,14 @@ def test_dlr_run_on_ray_equals_local(tiny_pipeline, ray_cluster, tmp_path, monke
     local, run = tiny_pipeline.run, tmp_path / "run"
     recipe = tiny_pipeline.write_recipe(tmp_path / "tiny.yaml", run)
     on_ray = ["run", str(recipe), "--ray-address", ray_cluster.address]
-    assert main([*on_ray, "--only", "demos", "--only", "generation"]) == 0
+    # one PPO job's worker is SIGKILLed after the job's first checkpoint: Ray reruns the job,
+    # which resumes from the checkpoint (the comparisons below show nothing changed)
+    folder, title = random.choice(PPO_JOBS)
+    where = f"worker of {title!r} killed after its first checkpoint"
+    killer = _Killer(run / "generation/libero_object/0/reinforce" / folder, f"ray::{title}")
+    with killer:
+        assert main([*on_ray, "--only", "demos", "--only", "generation"]) == 0, where
+    assert killer.killed, f"{where}: the job ended before it was found"
     assert yaml.safe_load((run / "recipe.yaml").read_text())["cluster"]["backend"] == "ray"
     steps = {k: v for k, v in _steps(run).items() if k.split("/")[0] in ("demos", "generation")}
     assert "generation/libero_object/0/reinforce/dlr/pattern_1" in steps
@@ -62,12 +119,12 @@ def test_dlr_run_on_ray_equals_local(tiny_pipeline, ray_cluster, tmp_path, monke
     assert list(steps) == list(expected)
     for step in steps:
         assert steps[step]["config_hash"] == expected[step]["config_hash"], step
-        assert steps[step]["result"] == expected[step]["result"], step
+        assert steps[step]["result"] == expected[step]["result"], f"{where}: {step}"
     for folder in ("demos", "datasets"):
         got, want = _files(run / folder), _files(local / folder)
         assert sorted(got) == sorted(want), folder
         for name, data in want.items():
-            assert got[name] == data, f"{folder}/{name} differs"
+            assert got[name] == data, f"{where}: {folder}/{name} differs"
     # pretraining and adaptation train in the driver on either backend: reuse the local
     # checkpoints, then evaluate them on Ray (closed loop, perturbed, held-out demos)
     for stage in ("pretraining", "adaptation"):
