@@ -155,8 +155,12 @@ def executor_session(cluster: ClusterConfig | None) -> Iterator[Executor]:
     if connect:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs: dict[str, Any] = {"include_dashboard": False}
-        if cluster.address is None and cluster.num_cpus is not None:
-            kwargs["num_cpus"] = cluster.num_cpus
+        if cluster.address is None:  # a one-machine Ray of our own
+            if cluster.num_cpus is not None:
+                kwargs["num_cpus"] = cluster.num_cpus
+            # Ray runs its workers at nice 15; the local backend's processes run at 0, and on
+            # a shared host the niced workers (and their env workers) lose the CPU to others
+            kwargs["_system_config"] = {"worker_niceness": 0}
         ray.init(address=cluster.address, **kwargs)
         log.info("Ray: %s", ray.cluster_resources())
     try:
