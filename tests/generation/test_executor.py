@@ -173,3 +173,36 @@ def test_local_executor_runs_in_order_and_resolves_handles():
     b = ex.submit(job, "b", a, num_cpus=2)
     assert ex.get([a, b]) == ["a", "b"]
     assert calls == [("a", ()), ("b", ("a",))]  # run at submission, handles passed as values
+
+
+def test_a_one_machine_ray_runs_its_workers_at_normal_priority(monkeypatch):
+    """The Ray that ``dlr`` starts itself (no address) gets ``num_cpus`` and workers at nice 0
+    (Ray's default is 15: on a shared host its env workers would lose the CPU); joining a
+    cluster passes neither; a Ray already connected is kept."""
+    from types import SimpleNamespace
+
+    from generation import executor as ex
+
+    calls = []
+    fake = SimpleNamespace(
+        connected=False,
+        is_initialized=lambda: fake.connected,
+        init=lambda **kw: calls.append(kw) or setattr(fake, "connected", True),
+        shutdown=lambda: setattr(fake, "connected", False),
+        cluster_resources=dict,
+        remote=lambda fn: fn,
+    )
+    monkeypatch.setattr(ex, "ray_module", lambda: fake)
+    for cluster in (ex.ClusterConfig(backend="ray", num_cpus=2),
+                    ex.ClusterConfig(backend="ray", address="auto")):  # fmt: skip
+        with ex.executor_session(cluster) as executor:
+            assert isinstance(executor, ex.RayExecutor) and fake.connected
+        assert not fake.connected  # disconnected after the block
+    own, joined = calls
+    assert own["address"] is None and own["num_cpus"] == 2
+    assert own["_system_config"] == {"worker_niceness": 0}
+    assert joined["address"] == "auto" and "_system_config" not in joined
+    fake.connected = True  # already connected: kept as it is
+    with ex.executor_session(ex.ClusterConfig(backend="ray")):
+        pass
+    assert fake.connected and len(calls) == 2
