@@ -99,10 +99,15 @@ def _collect(job: DemoJob, max_attempts: int = 3) -> dict:
     return {"success": bool(ep.success), "attempts": attempt + 1, "steps": len(ep)}
 
 
+def _missing(jobs: list[DemoJob]) -> list[DemoJob]:
+    """The jobs whose episode is not cached yet."""
+    return [j for j in jobs if not Path(j.cache_path).is_file()]
+
+
 def _collect_chunk(jobs: list[DemoJob]) -> int:
     """A cluster job: one (task, strategy) chunk's demos not yet cached; returns how many ran
     (a rerun after a crash collects only the missing ones)."""
-    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
+    todo = _missing(jobs)
     for job in todo:
         _collect(job)
     return len(todo)
@@ -132,7 +137,7 @@ def collect_state_only(
     ``cache_dir`` as it finishes so that a rerun collects only what is missing. ``executor``:
     a cluster runs one job per (task, strategy) chunk; by default a local process pool."""
     jobs = plan_jobs(tasks, episodes_per_task, Path(cache_dir), seed, first_episode)
-    todo = [j for j in jobs if not Path(j.cache_path).is_file()]
+    todo = _missing(jobs)
     if len(todo) < len(jobs):
         log.info(
             "resuming: %d of %d demos already cached in %s",

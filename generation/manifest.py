@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -77,6 +78,12 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def atomic_pickle(obj: Any, path: str | Path) -> None:
+    """Pickle ``obj`` to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f)
 
 
 @contextmanager

@@ -51,19 +51,29 @@ TINY_RECIPE = {
 }  # fmt: skip
 
 
-def write_recipe(path: Path, run_dir: Path, recipe: dict = TINY_RECIPE) -> Path:
+def write_recipe(path: Path, run_dir: Path) -> Path:
     import yaml
 
-    path.write_text(yaml.safe_dump({**recipe, "run_dir": str(run_dir)}))
+    path.write_text(yaml.safe_dump({**TINY_RECIPE, "run_dir": str(run_dir)}))
     return path
+
+
+def files_but_manifests(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but manifests (they hold wall times), by relative path."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
 
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """``dlr run`` of the tiny recipe, every stage, run once for the session's slow tests: the
     CLI test checks it, the generation tests read and resume from it, the Ray test compares
-    against it. Tests must not change it. (recipe dict, recipe file, run folder, HOME, and
-    ``write_recipe(path, run_dir)`` for the same recipe into another run folder)"""
+    against it. Tests must not change it. (recipe dict, recipe file, run folder, HOME,
+    ``write_recipe(path, run_dir)`` for the same recipe into another run folder, and
+    ``files(root)``: a folder's files but manifests, to compare runs byte for byte)"""
     from benchmarks.cli import main
 
     tmp = tmp_path_factory.mktemp("tiny")
@@ -73,8 +83,9 @@ def tiny_pipeline(tmp_path_factory):
         mp.setenv("HOME", str(home))  # robosuite and datasets write under ~
         assert main(["run", str(recipe)]) == 0
     return SimpleNamespace(
-        recipe=TINY_RECIPE, path=recipe, run=tmp / "run", home=home, write_recipe=write_recipe
-    )
+        recipe=TINY_RECIPE, path=recipe, run=tmp / "run", home=home, write_recipe=write_recipe,
+        files=files_but_manifests,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

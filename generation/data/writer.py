@@ -35,7 +35,7 @@ from generation.data.schema import (
     dataset_features,
 )
 from generation.envs.cache import EnvCache
-from generation.manifest import atomic_write
+from generation.manifest import atomic_write, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def write_episodes(
     if root.exists():
         if not overwrite:
             raise FileExistsError(f"{root} already exists; pass overwrite=True or remove it")
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    tmp = temp_path(root)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,6 @@ from generation.dlr.diversity import bootstrap_ratios, diversity_table
 from generation.dlr.learn import BCConfig
 from generation.dlr.mi import MIConfig
 from generation.dlr.ppo import PPOConfig
-from generation.dlr.steps import PATTERNED, run_task
 from generation.envs import SCENE_VERSION
 from generation.envs.suites import parse_tasks
 from generation.executor import Executor, LocalExecutor, RayExecutor
@@ -399,4 +398,4 @@ def _diversity_cis(matched: dict[str, list[Episode]], task_key: str, cfg) -> pd.
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-__all__ = ["PATTERNED", "GenerationConfig", "run_generation", "run_task", "Discovery"]
+__all__ = ["GenerationConfig", "run_generation", "Discovery"]

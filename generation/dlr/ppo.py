@@ -43,7 +43,7 @@ from generation.dlr.policy import Critic, GaussianPolicy, gaussian_kl, obs_vecto
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import TaskSpec
 from generation.envs.vector import SubprocVectorEnv
-from generation.manifest import atomic_write
+from generation.manifest import atomic_pickle, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,6 @@ CURVE_COLUMNS = [
 def _atomic_save(obj, path: Path) -> None:
     with atomic_write(path) as tmp:
         torch.save(obj, tmp)
-
-
-def _atomic_pickle(obj, path: Path) -> None:
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f)
 
 
 def _write_curves(rows: list[dict], out_dir: Path) -> None:
@@ -457,7 +452,7 @@ def train_ppo(
             _write_curves(rows, out_dir)
             if snapshot:
                 (out_dir / "snapshots").mkdir(exist_ok=True)
-                _atomic_pickle(finished, out_dir / "snapshots" / f"iter_{iteration + 1:05d}.pkl")
+                atomic_pickle(finished, out_dir / "snapshots" / f"iter_{iteration + 1:05d}.pkl")
             last_iter = iteration + 1 == cfg.num_iterations
             if (iteration + 1) % cfg.checkpoint_every == 0 or last_iter or iteration + 1 == stop_at:
                 _atomic_save(

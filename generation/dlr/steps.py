@@ -32,17 +32,12 @@ from generation.dlr.ppo import load_snapshots, train_ppo
 from generation.dlr.rollouts import evaluate, init_state_schedule, rollout_schedule
 from generation.envs.libero_env import EnvConfig
 from generation.envs.suites import DEFAULT_HORIZON, TaskSpec
-from generation.manifest import atomic_write, read_manifest, run_step
+from generation.manifest import atomic_pickle, read_manifest, run_step
 
 if TYPE_CHECKING:
     from generation.dlr.pipeline import GenerationConfig
 
 PATTERNED = ("dlr", "mi")  # sources whose policy takes a pattern z
-
-
-def dump(obj, path: Path) -> None:
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f)
 
 
 def load(path: Path):
@@ -109,7 +104,7 @@ def prepare_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bo
             n = cfg.demos_per_strategy * demonstrator_for(task).n_strategies
             _, eps = collect_state_only([task], n, d / "cache", cfg.num_envs, cfg.seed)
             eps = [e for e in eps if e.success]
-        dump(eps, d / "demos.pkl")
+        atomic_pickle(eps, d / "demos.pkl")
         return {"episodes": len(eps), "strategies": sorted({e.strategy_id for e in eps})}
 
     out["demos"] = run_step(tdir / "demos", demo_cfg, demos_step, force=force)
@@ -125,7 +120,7 @@ def prepare_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bo
         disc.save(d / "vae.pt")
         report = label_report(disc, demos)
         state_labels = [disc.label_states(e.states, e.env_states).tolist() for e in demos]
-        dump(
+        atomic_pickle(
             {"episode_labels": report["episode_labels"], "state_labels": state_labels},
             d / "labels.pkl",
         )
@@ -160,7 +155,7 @@ def prepare_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bo
             result["success_o2o"] = r.success_rate
             kept[-1] = r.episodes
             result |= pattern_separation(paths)
-            dump(kept, d / "eval_episodes.pkl")
+            atomic_pickle(kept, d / "eval_episodes.pkl")
         return result
 
     out["learn"] = run_step(tdir / "learn", chain, learn_step, force=force)
@@ -267,7 +262,7 @@ def finish_task(
                     "success_rate": r.success_rate,
                     "kept": r.attempted if cfg.keep_failures else r.succeeded,
                 }
-            dump(by_pattern, d / "episodes.pkl")
+            atomic_pickle(by_pattern, d / "episodes.pkl")
             return stats
 
         out[f"rollouts/{source}"] = run_step(
@@ -296,16 +291,6 @@ def finish_task(
 
     out["analysis"] = run_step(tdir / "analysis", analysis_cfg, analysis_step, force=force)
     return out
-
-
-def run_task(task: TaskSpec, cfg: GenerationConfig, run_dir: Path, force: bool = False) -> dict:
-    """Every per-task step in this process, in order; returns the steps' results."""
-    out = prepare_task(task, cfg, run_dir, force)
-    for source, pattern in reinforce_runs(cfg):
-        out[f"reinforce/{source}/{pattern}"] = reinforce_run(
-            task, cfg, run_dir, source, pattern, force
-        )
-    return out | finish_task(task, cfg, run_dir, force)
 
 
 def strategy_count(demos: list[Episode]) -> int:

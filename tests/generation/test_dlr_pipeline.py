@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -308,14 +307,8 @@ def test_a_run_killed_during_ppo_resumes_to_byte_identical_datasets(tiny_pipelin
 
         run_generation(GenerationConfig.model_validate(tiny), killed)
 
-    def files(root: Path) -> dict[str, bytes]:
-        return {
-            str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"  # manifests hold wall times
-        }
-
-    expected, got = files(run / "datasets"), files(killed / "datasets")
+    expected = tiny_pipeline.files(run / "datasets")
+    got = tiny_pipeline.files(killed / "datasets")
     assert sorted(got) == sorted(expected), where
     for name, data in expected.items():
         assert got[name] == data, f"{where}: datasets/{name} differs"

@@ -35,15 +35,6 @@ def _steps(run) -> dict[str, dict]:
     return out
 
 
-def _files(root) -> dict[str, bytes]:
-    """Every file under ``root`` but manifests (they hold wall times), by relative path."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
-
-
 # each PPO run of the tiny recipe's task: (its folder, its Ray task's name)
 PPO_JOBS = [
     ("dlr/pattern_0", "ppo libero_object/0 dlr 0"),
@@ -121,7 +112,7 @@ def test_dlr_run_on_ray_equals_local(tiny_pipeline, ray_cluster, tmp_path, monke
         assert steps[step]["config_hash"] == expected[step]["config_hash"], step
         assert steps[step]["result"] == expected[step]["result"], f"{where}: {step}"
     for folder in ("demos", "datasets"):
-        got, want = _files(run / folder), _files(local / folder)
+        got, want = tiny_pipeline.files(run / folder), tiny_pipeline.files(local / folder)
         assert sorted(got) == sorted(want), folder
         for name, data in want.items():
             assert got[name] == data, f"{where}: {folder}/{name} differs"
